@@ -1,0 +1,120 @@
+"""The initialisation policy of SPEC §4, and calibration.
+
+- latent root: `N(0, sigma0**2)`, sigma0 = 1;
+- hidden cores (followed by a nonlinearity): He normal,
+  `std = gain * sqrt(1 / fan_in)`, gain**2 = 2 for ELU/GELU/SiLU/ReLU-like
+  activations, 1 otherwise;
+- read-out cores (last level, linear): Glorot normal,
+  `std = sqrt(2 / (fan_in + fan_out))`;
+- disentanglers: identity plus `1e-2 * N(0, 1)`.
+
+Calibration then runs the network once in NumPy: each level's pre-activation
+is rescaled to RMS 1 (through that level's cores, which it is linear in), and
+the last level to the standard deviation the replaced Keras layer would have
+had (`glorot_uniform`: `sqrt(2 / (fan_in + fan_out))`).
+"""
+
+import math
+
+import keras
+import numpy as np
+
+RELU_LIKE = {"elu", "gelu", "relu", "silu", "swish", "leaky_relu", "selu"}
+DISENTANGLER_NOISE = 1e-2
+LATENT_STD = 1.0
+
+
+def glorot_std(fan_in: int, fan_out: int) -> float:
+    """Standard deviation of `glorot_uniform` for the given fans."""
+    return math.sqrt(2.0 / (fan_in + fan_out))
+
+
+def resolve_activations(identifier, count: int) -> list:
+    """One activation callable per hidden level."""
+    if isinstance(identifier, (list, tuple)):
+        if len(identifier) != count:
+            raise ValueError(
+                f"`generator_activation` as a list needs one entry per "
+                f"hidden level ({count}), got {len(identifier)}."
+            )
+        return [keras.activations.get(a) for a in identifier]
+    return [keras.activations.get(identifier)] * count
+
+
+def serialize_activations(identifier):
+    """Config form of an activation or list of activations."""
+    if isinstance(identifier, (list, tuple)):
+        return [serialize_activations(a) for a in identifier]
+    if identifier is None or isinstance(identifier, str):
+        return identifier
+    return keras.activations.serialize(identifier)
+
+
+def gain_squared(activation) -> float:
+    """He gain**2 for the activation that follows a hidden core."""
+    name = getattr(activation, "__name__", "")
+    return 2.0 if name in RELU_LIKE else 1.0
+
+
+def level_gains(network) -> dict:
+    """gain**2 of each level, from the activation that ends it."""
+    gains = {}
+    for stage in network.plan:
+        if stage[0] == "end_level" and stage[2] is not None:
+            gains[stage[1]] = gain_squared(network.activations[stage[2]])
+    return gains
+
+
+def draw_core(rng, spec, groups: int, gains: dict) -> np.ndarray:
+    """Draws one core `(groups, *spec.shape)` following the policy."""
+    shape = (groups, *spec.shape)
+    if spec.kind == "gate":
+        eye = np.eye(spec.shape[0]).reshape(spec.shape)
+        return eye + DISENTANGLER_NOISE * rng.standard_normal(shape)
+    if spec.kind == "latent":
+        std = LATENT_STD
+    elif spec.kind == "hidden":
+        std = math.sqrt(gains.get(spec.level, 1.0) / spec.fan_in)
+    else:
+        std = glorot_std(spec.fan_in, spec.fan_out)
+    return std * rng.standard_normal(shape)
+
+
+def calibrate(network, values: dict) -> None:
+    """Rescales `values` in place (see the module docstring)."""
+    from keras_adntn.networks.base import numpy_ops
+
+    xp = numpy_ops(network.radix**network.num_modes)
+    cores = {k: xp.convert(v) for k, v in values.items()}
+    mask = network.valid_mask
+    g = network.groups
+
+    def hook(level, final, state):
+        scaled = [
+            c.name for c in network.cores
+            if c.level == level and c.kind != "gate"
+        ]
+        if not scaled:
+            return state
+        if final:
+            if network.target_std is None:
+                return state
+            sel = state if mask is None else state[:, mask]
+            if sel.shape[1] > 1:
+                current = sel.std(axis=1)
+            else:  # a single entry has no spread: match its magnitude
+                current = np.sqrt(np.mean(np.square(sel), axis=1))
+            wanted = float(network.target_std)
+        else:
+            current = np.sqrt(np.mean(np.square(state), axis=1))
+            wanted = 1.0
+        ok = np.isfinite(current) & (current > 0)
+        factor = np.where(ok, wanted / np.where(ok, current, 1.0), 1.0)
+        per_core = factor ** (1.0 / len(scaled))
+        for name in scaled:
+            values[name] = values[name] * per_core.reshape(
+                (g,) + (1,) * (values[name].ndim - 1)
+            )
+        return state * factor.reshape(g, 1).astype(state.dtype)
+
+    network._run(cores, xp, hook)
