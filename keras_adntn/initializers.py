@@ -91,7 +91,8 @@ def calibrate(network, values: dict) -> None:
 
     def hook(level, final, state):
         scaled = [
-            c.name for c in network.cores
+            c.name
+            for c in network.cores
             if c.level == level and c.kind != "gate"
         ]
         if not scaled:

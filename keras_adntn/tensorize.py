@@ -74,7 +74,8 @@ class Tensorization:
 
     def _paired_order(self):
         lead = [
-            (a, k) for a in range(len(self.digits) - 2)
+            (a, k)
+            for a in range(len(self.digits) - 2)
             for k in range(self.digits[a])
         ]
         if len(self.digits) < 2:

@@ -95,7 +95,12 @@ class TNDense(keras.layers.Layer):
         super().__init__(**kwargs)
         self.units = common.check_int("units", units, 1)
         common.check_generator_args(
-            network, bond_dim, radix, mode_order, latent_order, depth,
+            network,
+            bond_dim,
+            radix,
+            mode_order,
+            latent_order,
+            depth,
             generator_activation,
         )
         self.groups = common.check_int("groups", groups, 1)
@@ -167,7 +172,9 @@ class TNDense(keras.layers.Layer):
     def dense_params(self) -> int:
         if not self.built:
             raise AttributeError("`dense_params` needs a built layer.")
-        return self.input_dim * self.units + (self.units if self.use_bias else 0)
+        return self.input_dim * self.units + (
+            self.units if self.use_bias else 0
+        )
 
     @property
     def compression_ratio(self) -> float:

@@ -26,6 +26,12 @@ def get(name: str) -> type:
 
 
 __all__ = [
-    "ATTN", "BrickWall", "GeneratorNetwork", "MERA", "MPO", "NETWORKS",
-    "TTN", "get",
+    "ATTN",
+    "BrickWall",
+    "GeneratorNetwork",
+    "MERA",
+    "MPO",
+    "NETWORKS",
+    "TTN",
+    "get",
 ]

@@ -145,8 +145,12 @@ class GeneratorNetwork(keras.layers.Layer):
             if k in starts:
                 size = dims[k] * dims[k + 1]
                 core = self._add_core(
-                    f"{name}_{gate}", (size, size), "gate", level,
-                    fan_in=size, fan_out=size,
+                    f"{name}_{gate}",
+                    (size, size),
+                    "gate",
+                    level,
+                    fan_in=size,
+                    fan_out=size,
                 )
                 blocks.append((size, size, core))
                 k, gate = k + 2, gate + 1

@@ -89,9 +89,7 @@ class TTN(GeneratorNetwork):
                     split = [math.ceil(count / 2), count // 2]
                 else:
                     split = [count]
-                child_dims = [
-                    p if final else bond(chi, p, c) for c in split
-                ]
+                child_dims = [p if final else bond(chi, p, c) for c in split]
                 core = self._add_core(
                     f"level{level}_node{node}",
                     (dim, *child_dims),
@@ -108,9 +106,7 @@ class TTN(GeneratorNetwork):
                 self.gate_levels == "last" and final
             ):
                 self._add_boundary_gates(dims, parents, level)
-            self.plan.append(
-                ("end_level", level, None if final else level - 1)
-            )
+            self.plan.append(("end_level", level, None if final else level - 1))
 
     def _add_boundary_gates(self, dims, parents, level):
         """Disentanglers on neighbours with different parents (open ends)."""
@@ -127,6 +123,8 @@ class TTN(GeneratorNetwork):
                 sublayers.append([j])
         for s, layer in enumerate(sublayers):
             self._add_gate_layer(
-                dims, [(j, j + 1) for j in layer], level,
+                dims,
+                [(j, j + 1) for j in layer],
+                level,
                 f"level{level}_gate{s}" if s else f"level{level}_gate",
             )

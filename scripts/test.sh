@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs keras-adntn with everything its tests need, then runs the whole
+# suite once per Keras backend. Any failing backend fails the script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python -m pip install -q --upgrade pip
+# torch first and pinned: 2.13.0 is the CPU wheel; an unpinned torch pulls a
+# multi-GB CUDA build.
+python -m pip install -q "torch==2.13.0"
+python -m pip install -q -e ".[dev,tensorflow,jax,litert,demo]"
+ruff check keras_adntn tests benchmarks examples
+status=0
+for backend in tensorflow jax torch; do
+  echo "=== KERAS_BACKEND=$backend"
+  KERAS_BACKEND=$backend python -m pytest tests -p no:cacheprovider \
+    --durations=10 || status=1
+done
+exit $status

@@ -1,0 +1,144 @@
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_adntn import initializers as tn_init
+from keras_adntn import networks
+from keras_adntn._compute import NumpyOps
+from keras_adntn.networks.base import numpy_ops
+from keras_adntn.tensorize import Tensorization
+
+NAMES = ["ttn", "attn", "mera", "brickwall", "mpo"]
+
+
+def _kernel_std(name, dims, bond_dim, **kwargs):
+    t = Tensorization(dims)
+    net = networks.get(name)(
+        num_modes=t.num_modes,
+        bond_dim=bond_dim,
+        target_std=tn_init.glorot_std(*dims),
+        valid_mask=t.valid_mask(),
+        seed=3,
+        **kwargs,
+    )
+    values = net.initial_values()
+    xp = numpy_ops(t.size)
+    kernel = t.unfold(net._run(values, xp), xp)
+    return kernel, net
+
+
+def test_parameter_counts_for_4096_square():
+    counts = {
+        name: networks.get(name)(num_modes=24, bond_dim=2).num_params
+        for name in NAMES
+    }
+    assert counts == {
+        "ttn": 176,
+        "attn": 352,
+        "mera": 464,
+        "brickwall": 920,
+        "mpo": 176,
+    }
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("bond_dim", [1, 2, 4, 8])
+@pytest.mark.parametrize("dims", [(64, 10), (300, 17), (1024, 1024)])
+def test_initial_std_is_glorot_scale(name, bond_dim, dims):
+    kernel, _ = _kernel_std(name, dims, bond_dim)
+    ratio = kernel.std() / tn_init.glorot_std(*dims)
+    assert np.isfinite(kernel).all()
+    assert 0.5 <= ratio <= 2.0
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_initial_std_at_4096_square(name):
+    kernel, _ = _kernel_std(name, (4096, 4096), 2)
+    assert 0.5 <= kernel.std() / tn_init.glorot_std(4096, 4096) <= 2.0
+
+
+@pytest.mark.parametrize("bond_dim", [1, 8])
+def test_initial_std_at_4096_square_bond_extremes(bond_dim):
+    kernel, _ = _kernel_std("ttn", (4096, 4096), bond_dim)
+    assert 0.5 <= kernel.std() / tn_init.glorot_std(4096, 4096) <= 2.0
+
+
+def test_same_seed_same_cores_other_seed_other_cores():
+    make = lambda seed: networks.get("mera")(num_modes=10, seed=seed)  # noqa
+    a, b, c = (make(s).initial_values() for s in (1, 1, 2))
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+    assert any(not np.array_equal(a[k], c[k]) for k in a)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_keras_generation_matches_numpy_walk(name):
+    t = Tensorization((20, 12))
+    net = networks.get(name)(num_modes=t.num_modes, groups=2, seed=0)
+    net.build()
+    values = {c.name: np.asarray(net._vars[c.name]) for c in net.cores}
+    expected = net._run(values, numpy_ops(t.size))
+    out = ops.convert_to_numpy(net.generate())
+    assert out.shape == (2, t.size)
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 7, 11, 22, 24])
+def test_any_number_of_modes(n):
+    for name in NAMES:
+        net = networks.get(name)(num_modes=n, bond_dim=2, seed=0)
+        out = net._run(net.initial_values(), numpy_ops(2**n))
+        assert out.shape == (1, 2**n)
+        assert np.isfinite(out).all()
+
+
+def test_tree_depth_and_latent_order():
+    net = networks.get("ttn")(num_modes=24, latent_order=3)
+    assert net._shape("latent") == (2, 2, 2)
+    assert sum(1 for s in net.plan if s[0] == "end_level") == 4
+    deep = networks.get("ttn")(num_modes=24, latent_order=3, depth=5)
+    assert sum(1 for s in deep.plan if s[0] == "end_level") == 6
+    with pytest.raises(ValueError, match="latent_order"):
+        networks.get("ttn")(num_modes=24, latent_order=30)
+    with pytest.raises(ValueError, match="depth"):
+        networks.get("ttn")(num_modes=24, latent_order=1, depth=2)
+    with pytest.raises(ValueError, match="latent_order"):
+        networks.get("mpo")(num_modes=24, latent_order=2)
+
+
+class _RankRecorder(NumpyOps):
+    """NumPy executor that records the rank of every tensor it makes."""
+
+    def __init__(self, max_rank):
+        self.max_rank = max_rank
+        self.ranks = []
+
+    def reshape(self, x, shape):
+        self.ranks.append(len(shape))
+        return super().reshape(x, shape)
+
+    def transpose(self, x, axes):
+        self.ranks.append(len(axes))
+        return super().transpose(x, axes)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_rank_limited_walk_stays_within_rank_five(name):
+    t = Tensorization((64, 32))
+    net = networks.get(name)(num_modes=t.num_modes, groups=2, seed=0)
+    values = net.initial_values()
+    xp = _RankRecorder(max_rank=5)
+    limited = t.unfold(net._run(values, xp), xp)
+    assert max(xp.ranks) <= 5
+    full = t.unfold(net._run(values, NumpyOps()), NumpyOps())
+    np.testing.assert_allclose(limited, full)
+
+
+def test_schedule_is_printable():
+    text = networks.get("mera")(num_modes=8).schedule()
+    assert "latent" in text and "gate" in text and "elu" in text
+
+
+def test_unknown_network():
+    with pytest.raises(ValueError, match="network"):
+        networks.get("peps")
