@@ -80,8 +80,12 @@ def draw_core(rng, spec, groups: int, gains: dict) -> np.ndarray:
     return std * rng.standard_normal(shape)
 
 
-def calibrate(network, values: dict) -> None:
-    """Rescales `values` in place (see the module docstring)."""
+def calibrate(network, values: dict) -> bool:
+    """Rescales `values` in place (see the module docstring).
+
+    Returns whether the generated tensor is alive: finite and, where it has
+    more than one used entry, not constant.
+    """
     from keras_adntn.networks.base import numpy_ops
 
     xp = numpy_ops(network.radix**network.num_modes)
@@ -118,4 +122,8 @@ def calibrate(network, values: dict) -> None:
             )
         return state * factor.reshape(g, 1).astype(state.dtype)
 
-    network._run(cores, xp, hook)
+    out = network._run(cores, xp, hook)
+    used = out if mask is None else out[:, mask]
+    if not np.isfinite(used).all():
+        return False
+    return used.shape[1] < 2 or bool((used.std(axis=1) > 0).all())

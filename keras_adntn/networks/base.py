@@ -34,6 +34,8 @@ from keras_adntn import initializers as tn_init
 from keras_adntn._compute import KerasOps
 from keras_adntn._compute import NumpyOps
 
+MAX_DRAWS = 20
+
 
 @dataclass
 class CoreSpec:
@@ -260,11 +262,15 @@ class GeneratorNetwork(keras.layers.Layer):
             seed = int(np.random.randint(0, 2**31 - 1))
         rng = np.random.default_rng(seed)
         gains = tn_init.level_gains(self)
-        values = {
-            c.name: tn_init.draw_core(rng, c, self.groups, gains)
-            for c in self.cores
-        }
-        tn_init.calibrate(self, values)
+        for _ in range(MAX_DRAWS):
+            values = {
+                c.name: tn_init.draw_core(rng, c, self.groups, gains)
+                for c in self.cores
+            }
+            # A draw can be dead (e.g. ReLU with bond_dim 1 zeroes a whole
+            # level): draw again from the same generator, deterministically.
+            if tn_init.calibrate(self, values):
+                break
         return values
 
     def get_config(self):
