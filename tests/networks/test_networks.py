@@ -83,7 +83,7 @@ def test_keras_generation_matches_numpy_walk(name):
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 5, 7, 11, 22, 24])
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 7, 11, 17])
 def test_any_number_of_modes(n):
     for name in NAMES:
         net = networks.get(name)(num_modes=n, bond_dim=2, seed=0)
