@@ -3,9 +3,18 @@ nonlinear tensor networks (ADNTN)."""
 
 from keras_adntn import initializers
 from keras_adntn import networks
+from keras_adntn.export import ExportReport
+from keras_adntn.export import export_litert
 from keras_adntn.layers import TNDense
 from keras_adntn.tensorize import Tensorization
 
 __version__ = "0.1.0"
 
-__all__ = ["TNDense", "Tensorization", "initializers", "networks"]
+__all__ = [
+    "ExportReport",
+    "TNDense",
+    "Tensorization",
+    "export_litert",
+    "initializers",
+    "networks",
+]

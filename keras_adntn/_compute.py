@@ -10,6 +10,7 @@ Every primitive is a two-operand contraction, a reshape, a transpose or a
 slice, of rank at most 5 when `max_rank` is 5.
 """
 
+import contextlib
 import math
 
 import keras
@@ -110,6 +111,39 @@ class KerasOps:
         return fn(x)
 
 
+_DEFAULT_OPS = None
+
+
+def default_ops():
+    """The executor `layers.common.generate_kernel` uses when given none.
+
+    `KerasOps()` (full-rank transposes) unless `generation_ops` set another.
+    """
+    if _DEFAULT_OPS is None:
+        return KerasOps()
+    return _DEFAULT_OPS() if callable(_DEFAULT_OPS) else _DEFAULT_OPS
+
+
+@contextlib.contextmanager
+def generation_ops(xp):
+    """Makes `xp` the default kernel-generation executor inside the block.
+
+    `xp` is an executor, or a function of no argument returning a fresh
+    one for every kernel generated.
+
+    The LiteRT export uses it to trace every TN layer's kernel with
+    `KerasOps(max_rank=5)` (and its core anchoring) while running the very
+    same layer code; outside the block nothing changes.
+    """
+    global _DEFAULT_OPS
+    previous = _DEFAULT_OPS
+    _DEFAULT_OPS = xp
+    try:
+        yield xp
+    finally:
+        _DEFAULT_OPS = previous
+
+
 def permute_modes(x, xp, sizes, perm):
     """Permutes the modes of `x` (shape `(G, prod(sizes))`), returns flat.
 
@@ -134,9 +168,7 @@ def permute_modes(x, xp, sizes, perm):
             j += 1
             continue
         k = 1
-        while (
-            j + k < n and pos + k < n and cur[pos + k] == perm[j + k]
-        ):
+        while j + k < n and pos + k < n and cur[pos + k] == perm[j + k]:
             k += 1
         dims = [
             math.prod(sizes[c] for c in cur[:j]),

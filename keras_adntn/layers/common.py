@@ -2,9 +2,9 @@
 
 import math
 
+from keras_adntn import _compute
 from keras_adntn import initializers as tn_init
 from keras_adntn import networks
-from keras_adntn._compute import KerasOps
 from keras_adntn.tensorize import MODE_ORDERS
 from keras_adntn.tensorize import Tensorization
 
@@ -52,11 +52,14 @@ def check_generator_args(
         tn_init.resolve_activations(act, 1)
 
 
-def build_generator(layer, dims, fan_in, fan_out, name="generator"):
+def build_generator(
+    layer, dims, fan_in, fan_out, name="generator", groups=None
+):
     """Tensorization and built network for kernels of shape `dims`.
 
     The network's output is calibrated to the standard deviation that
-    `glorot_uniform` would give a kernel with these fans.
+    `glorot_uniform` would give a kernel with these fans. `groups` is the
+    number of generator groups (`None`: `layer.groups`).
     """
     tensorization = Tensorization(dims, layer.radix, layer.mode_order)
     cls = networks.get(layer.network)
@@ -65,7 +68,7 @@ def build_generator(layer, dims, fan_in, fan_out, name="generator"):
         radix=layer.radix,
         bond_dim=layer.bond_dim,
         activation=layer.generator_activation,
-        groups=layer.groups,
+        groups=layer.groups if groups is None else int(groups),
         latent_order=layer.latent_order,
         depth=layer.depth,
         seed=layer.seed,
@@ -78,8 +81,12 @@ def build_generator(layer, dims, fan_in, fan_out, name="generator"):
 
 
 def generate_kernel(tensorization, network, xp=None):
-    """`(groups, *dims)` float32 kernel from the network."""
-    xp = KerasOps() if xp is None else xp
+    """`(groups, *dims)` float32 kernel from the network.
+
+    `xp=None` uses `_compute.default_ops()`: `KerasOps()` unless an export
+    switched it with `_compute.generation_ops`.
+    """
+    xp = _compute.default_ops() if xp is None else xp
     return tensorization.unfold(network.generate(xp), xp)
 
 

@@ -1,0 +1,322 @@
+"""LiteRT export (SPEC §9): cached and on-the-fly modes, quantisation.
+
+Every exported flatbuffer is run with `ai_edge_litert`'s interpreter and
+compared with the Keras model. The conversion itself needs TensorFlow: the
+in-process tests run under the TensorFlow backend; under jax / torch
+`export_litert` converts in a TensorFlow subprocess, which
+`test_export_through_subprocess` exercises (one conversion there costs a
+TensorFlow start-up, ~10 s, so the other conversions are not repeated).
+"""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+pytest.importorskip("ai_edge_litert")
+
+from ai_edge_litert.interpreter import Interpreter  # noqa: E402
+
+from keras_adntn import TNDense  # noqa: E402
+from keras_adntn import _compute  # noqa: E402
+from keras_adntn.export import ExportReport  # noqa: E402
+from keras_adntn.export import export_litert  # noqa: E402
+
+BACKEND = keras.backend.backend()
+tf_backend_only = pytest.mark.skipif(
+    BACKEND != "tensorflow",
+    reason=(
+        "in-process LiteRT conversion needs KERAS_BACKEND=tensorflow; under "
+        f"{BACKEND} export goes through a TensorFlow subprocess (~10 s per "
+        "export), covered once by test_export_through_subprocess"
+    ),
+)
+NETWORKS = ["ttn", "attn", "mera", "brickwall", "mpo"]
+PARITY = 1e-4
+
+
+def _run(path, *inputs):
+    interpreter = Interpreter(model_path=str(path))
+    details = interpreter.get_input_details()
+    for detail, x in zip(details, inputs):
+        interpreter.resize_tensor_input(detail["index"], x.shape)
+    interpreter.allocate_tensors()
+    for detail, x in zip(details, inputs):
+        interpreter.set_tensor(detail["index"], x)
+    interpreter.invoke()
+    out = interpreter.get_output_details()[0]
+    return interpreter.get_tensor(out["index"])
+
+
+def _rel_error(model, path, x):
+    want = keras.ops.convert_to_numpy(model(x))
+    got = _run(path, x)
+    return float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
+
+
+def _assert_builtin_tflm(report):
+    assert report.builtin_only, report.ops
+    assert not any(name.startswith("CUSTOM") for name in report.ops)
+    assert report.tflm_unsupported == [], report.tflm_unsupported
+    assert report.tflm_rank_issues == [], report.tflm_rank_issues
+    assert report.max_transpose_rank <= 5
+
+
+def _inputs(shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype("float32")
+
+
+# -- float export, both modes ------------------------------------------------
+@tf_backend_only
+@pytest.mark.parametrize("mode", ["cached", "on_the_fly"])
+@pytest.mark.parametrize(
+    "dense_kwargs",
+    [
+        {"activation": "relu"},  # zero bias: the converter's FC->BMM trap
+        {"activation": "relu", "bias_initializer": "ones"},
+        {"activation": "relu", "use_bias": False},
+        {"activation": "tanh", "groups": 2},
+    ],
+    ids=["zero-bias", "bias", "no-bias", "tanh-groups"],
+)
+def test_small_tndense_parity(tmp_path, mode, dense_kwargs):
+    model = keras.Sequential(
+        [
+            keras.Input((32,)),
+            TNDense(64, seed=1, **dense_kwargs),
+            keras.layers.Dense(8),
+        ]
+    )
+    report = export_litert(model, tmp_path / "m.tflite", mode=mode)
+    assert os.path.getsize(report.path) == report.file_bytes
+    assert _rel_error(model, report.path, _inputs((4, 32))) <= PARITY
+    assert report.parity_rel_error <= PARITY
+    _assert_builtin_tflm(report)
+    tn_row = report.layers[0]
+    assert (tn_row.name, tn_row.class_name) == (model.layers[0].name, "TNDense")
+    assert tn_row.params == model.layers[0].count_params()
+    if mode == "cached":
+        assert not {"BATCH_MATMUL", "TRANSPOSE", "ELU"} & set(report.ops)
+        assert tn_row.ops["FULLY_CONNECTED"] == 1
+        assert tn_row.stored_bytes >= 4 * 32 * 64
+    else:
+        assert {"BATCH_MATMUL", "RESHAPE"} <= set(tn_row.ops)
+        assert tn_row.stored_bytes < 4 * 32 * 64
+        assert report.layers[1].ops == {"FULLY_CONNECTED": 1}
+
+
+@tf_backend_only
+@pytest.mark.parametrize("network", NETWORKS)
+def test_on_the_fly_every_network(tmp_path, network):
+    model = keras.Sequential(
+        [keras.Input((16,)), TNDense(32, network=network, seed=2)]
+    )
+    report = export_litert(model, tmp_path / "m.tflite", mode="on_the_fly")
+    assert _rel_error(model, report.path, _inputs((3, 16))) <= PARITY
+    _assert_builtin_tflm(report)
+    assert "FULLY_CONNECTED" not in report.ops  # the kernel is not stored
+    assert report.stored_bytes < 4 * 16 * 32
+
+
+@tf_backend_only
+def test_on_the_fly_size_bound_1024(tmp_path):
+    model = keras.Sequential([keras.Input((1024,)), TNDense(1024, seed=3)])
+    params = model.count_params()
+    fly = export_litert(model, tmp_path / "fly.tflite", mode="on_the_fly")
+    cached = export_litert(model, tmp_path / "cached.tflite", mode="cached")
+    assert fly.file_bytes <= 4 * params + 32 * 1024, fly.file_bytes
+    assert cached.file_bytes > 4 * 1024 * 1024
+    assert set(cached.ops) == {"FULLY_CONNECTED"}
+    _assert_builtin_tflm(fly)
+    x = _inputs((2, 1024))
+    assert _rel_error(model, fly.path, x) <= PARITY
+    assert _rel_error(model, cached.path, x) <= PARITY
+
+
+@tf_backend_only
+def test_cached_does_not_rely_on_converter_folding(tmp_path):
+    # bond_dim 4 makes intermediates the converter refuses to fold; cached
+    # mode still stores one constant kernel (generated at export time).
+    model = keras.Sequential(
+        [keras.Input((64,)), TNDense(256, bond_dim=4, seed=4)]
+    )
+    report = export_litert(model, tmp_path / "m.tflite", mode="cached")
+    assert set(report.ops) == {"FULLY_CONNECTED"}
+    assert _rel_error(model, report.path, _inputs((2, 64))) <= PARITY
+
+
+@tf_backend_only
+def test_tnconv2d_both_modes(tmp_path):
+    tn_conv2d = pytest.importorskip("keras_adntn.layers.tn_conv2d")
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 4)),
+            tn_conv2d.TNConv2D(8, 3, padding="same", activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(3),
+        ]
+    )
+    x = _inputs((2, 8, 8, 4))
+    for mode in ("cached", "on_the_fly"):
+        report = export_litert(model, tmp_path / f"{mode}.tflite", mode=mode)
+        assert _rel_error(model, report.path, x) <= PARITY
+        _assert_builtin_tflm(report)
+        assert report.layers[0].ops.get("CONV_2D") == 1
+        if mode == "on_the_fly":
+            assert "BATCH_MATMUL" in report.layers[0].ops
+
+
+# -- quantisation -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def digits():
+    if BACKEND != "tensorflow":
+        pytest.skip("digits export tests run in-process (TensorFlow backend)")
+    datasets = pytest.importorskip("sklearn.datasets")
+    selection = pytest.importorskip("sklearn.model_selection")
+    x, y = datasets.load_digits(return_X_y=True)
+    x = (x / 16.0).astype("float32")
+    x_train, x_test, y_train, y_test = selection.train_test_split(
+        x, y, test_size=0.3, random_state=0
+    )
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((64,)),
+            TNDense(256, activation="relu", bond_dim=4, seed=0),
+            keras.layers.Dense(10),
+        ]
+    )
+    model.compile(
+        keras.optimizers.Adam(1e-2),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    model.fit(x_train, y_train, epochs=30, batch_size=64, verbose=0)
+    accuracy = float(
+        np.mean(np.argmax(model.predict(x_test, verbose=0), -1) == y_test)
+    )
+    return model, x_train, x_test, y_test, accuracy
+
+
+def _accuracy(path, x, y):
+    return float(np.mean(np.argmax(_run(path, x), -1) == y))
+
+
+def test_int8_digits_cached(tmp_path, digits):
+    model, x_train, x_test, y_test, keras_acc = digits
+    assert keras_acc >= 0.95
+    ref = export_litert(model, tmp_path / "f32.tflite", mode="cached")
+    q = export_litert(
+        model,
+        tmp_path / "int8.tflite",
+        mode="cached",
+        quantize="int8",
+        representative_dataset=x_train[:200],
+    )
+    _assert_builtin_tflm(q)
+    assert q.float_ops == {}  # fully integer between QUANTIZE/DEQUANTIZE
+    assert keras_acc - _accuracy(q.path, x_test, y_test) <= 0.01
+    assert q.file_bytes <= 0.3 * ref.file_bytes, (q.file_bytes, ref.file_bytes)
+
+
+def test_int8_digits_on_the_fly(tmp_path, digits):
+    model, x_train, x_test, y_test, keras_acc = digits
+
+    def calibration():  # the LiteRT convention also works
+        for i in range(200):
+            yield [x_train[i : i + 1]]
+
+    q = export_litert(
+        model,
+        tmp_path / "int8.tflite",
+        mode="on_the_fly",
+        quantize="int8",
+        representative_dataset=calibration,
+    )
+    fly = export_litert(model, tmp_path / "f32.tflite", mode="on_the_fly")
+    _assert_builtin_tflm(q)
+    assert "BATCH_MATMUL" in q.layers[0].ops
+    assert q.file_bytes < fly.file_bytes
+    assert keras_acc - _accuracy(q.path, x_test, y_test) <= 0.02
+
+
+def test_float16_digits(tmp_path, digits):
+    model, _, x_test, y_test, keras_acc = digits
+    ref = export_litert(model, tmp_path / "f32.tflite", mode="cached")
+    half = export_litert(
+        model, tmp_path / "f16.tflite", mode="cached", quantize="float16"
+    )
+    _assert_builtin_tflm(half)
+    assert half.file_bytes < 0.6 * ref.file_bytes
+    assert half.parity_rel_error <= 1e-2
+    assert abs(_accuracy(half.path, x_test, y_test) - keras_acc) <= 0.005
+
+
+# -- report, arguments, backends -----------------------------------------------
+@tf_backend_only
+def test_report_table_and_dict(tmp_path):
+    model = keras.Sequential([keras.Input((16,)), TNDense(16, seed=5)])
+    report = export_litert(model, tmp_path / "m.tflite", mode="on_the_fly")
+    data = report.to_dict()
+    json.dumps(data)
+    assert ExportReport.from_dict(data) == report
+    text = str(report)
+    for word in ("total", "TNDense", "BATCH_MATMUL", "peak", "on_the_fly"):
+        assert word in text
+    assert sum(row.stored_bytes for row in report.layers) == (
+        report.stored_bytes
+    )
+    assert sum(sum(row.ops.values()) for row in report.layers) == sum(
+        report.ops.values()
+    )
+    assert report.peak_activation_bytes <= report.activation_bytes
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"mode": "lazy"}, "`mode` must be one of"),
+        ({"quantize": "int4"}, "`quantize` must be one of"),
+        ({"quantize": "int8"}, "representative_dataset"),
+        ({"batch_size": 0}, "`batch_size`"),
+    ],
+)
+def test_bad_arguments(tmp_path, kwargs, match):
+    model = keras.Sequential([keras.Input((8,)), TNDense(8, seed=6)])
+    with pytest.raises(ValueError, match=match):
+        export_litert(model, tmp_path / "m.tflite", **kwargs)
+    assert not (tmp_path / "m.tflite").exists()
+
+
+def test_generation_switch_restores_default():
+    xp = _compute.KerasOps(max_rank=5)
+    assert _compute.default_ops().max_rank is None
+    with _compute.generation_ops(xp):
+        assert _compute.default_ops() is xp
+        with _compute.generation_ops(lambda: _compute.KerasOps(max_rank=3)):
+            assert _compute.default_ops().max_rank == 3
+        assert _compute.default_ops() is xp
+    assert _compute.default_ops().max_rank is None
+
+
+def test_export_through_subprocess(tmp_path):
+    """The route of the jax / torch backends (forced under TensorFlow)."""
+    from keras_adntn import export
+
+    model = keras.Sequential(
+        [keras.Input((16,)), TNDense(32, activation="relu", seed=7)]
+    )
+    path = str(tmp_path / "m.tflite")
+    if BACKEND == "tensorflow":
+        report = export._export_in_subprocess(
+            model, path, "on_the_fly", None, None, 1, False
+        )
+    else:
+        report = export_litert(model, path, mode="on_the_fly")
+    assert report.route == "subprocess"
+    assert report.mode == "on_the_fly"
+    _assert_builtin_tflm(report)
+    assert report.parity_rel_error <= PARITY
+    assert _rel_error(model, report.path, _inputs((2, 16))) <= PARITY
