@@ -5,14 +5,18 @@ from keras_adntn import initializers
 from keras_adntn import networks
 from keras_adntn.export import ExportReport
 from keras_adntn.export import export_litert
+from keras_adntn.layers import TNConv2D
 from keras_adntn.layers import TNDense
+from keras_adntn.layers import TNMultiHeadAttention
 from keras_adntn.tensorize import Tensorization
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ExportReport",
+    "TNConv2D",
     "TNDense",
+    "TNMultiHeadAttention",
     "Tensorization",
     "export_litert",
     "initializers",

@@ -1,0 +1,800 @@
+"""TNMultiHeadAttention: attention whose projections are generated."""
+
+import math
+
+import keras
+import numpy as np
+from keras import constraints
+from keras import initializers
+from keras import ops
+from keras import regularizers
+from keras.src import backend as keras_backend
+from keras.src.layers.attention import multi_head_attention as keras_mha
+
+from keras_adntn import initializers as tn_init
+from keras_adntn._compute import NumpyOps
+from keras_adntn.layers import common
+
+PROJECTIONS = ("query", "key", "value", "output")
+
+
+class _Seeded:
+    """`layer` seen by `common.build_generator` with another seed."""
+
+    def __init__(self, layer, seed):
+        self._layer = layer
+        self.seed = seed
+
+    def __getattr__(self, name):
+        return getattr(self._layer, name)
+
+
+def _mixed_fans(parts):
+    """Fans whose glorot std is the RMS of the `(fan_in, fan_out, weight)`."""
+    fans = {(f_in, f_out) for f_in, f_out, _ in parts}
+    if len(fans) == 1:
+        return fans.pop()
+    total = sum(w for _, _, w in parts)
+    var = sum(w * tn_init.glorot_std(a, b) ** 2 for a, b, w in parts) / total
+    return 2.0 / var, 0.0
+
+
+@keras.saving.register_keras_serializable(package="keras_adntn")
+class TNMultiHeadAttention(keras.layers.Layer):
+    """Drop-in for `keras.layers.MultiHeadAttention` with generated weights.
+
+    The four projection kernels are not stored: small nonlinear tensor
+    networks generate them from their cores, the layer's only trainable
+    weights besides the biases. Attention itself is computed exactly as
+    `keras.layers.MultiHeadAttention` computes it (same einsum equations,
+    masks, softmax, dropout, and the same kernel and bias shapes:
+    query/key `(dim, num_heads, key_dim)`, value `(dim, num_heads,
+    value_dim)`, output `(num_heads, value_dim, *output_shape)`).
+
+    With `joint_qkv=True` (default, paper Eq. 6) one generator produces the
+    concatenation `[Wq, Wk, Wv]` along the output axis, a matrix of shape
+    `(max(query_dim, key_dim_in, value_dim_in), 2 * num_heads * key_dim +
+    num_heads * value_dim)`; inputs narrower than the widest use its leading
+    rows. This works for any input and head sizes, so there is no silent
+    fallback: `joint_qkv=False` is the only way to get three separate
+    generators. The output projection always has its own generator.
+
+    Grouped generation: with `groups=G` every generator runs `G` groups,
+    each with its own latent and cores, along the output axis of each
+    projection. For the joint generator group `g` produces the `g`-th
+    block of columns of each of `Wq`, `Wk` and `Wv` (with `G` dividing
+    `num_heads`, a block of heads). `G` must divide `num_heads * key_dim`,
+    `num_heads * value_dim` and the output size.
+
+    Each kernel is generated in float32, cast to the compute dtype, and
+    calibrated at initialisation to the scale `glorot_uniform` gives the
+    corresponding `EinsumDense` of `MultiHeadAttention`. The joint
+    generator is calibrated as a whole; a fixed, non-trainable `(groups, 3)`
+    weight `qkv_scale`, set at build and saved with the layer, then gives
+    each of `Wq`, `Wk`, `Wv` its own glorot scale (`count_params()`
+    includes these `3 * groups` numbers).
+
+    As in `MultiHeadAttention`, the key bias gets no gradient (softmax is
+    invariant to it); it is kept for weight compatibility.
+
+    Args:
+        num_heads: number of attention heads, int >= 1.
+        key_dim: size of each head for query and key, int >= 1.
+        value_dim: size of each head for value (`None`: `key_dim`).
+        dropout: dropout rate on the attention probabilities, in [0, 1).
+        use_bias: whether the projections use biases.
+        output_shape: int or tuple, shape of the output besides the batch
+            and attention axes (`None`: the query's last dimension).
+        attention_axes: axes over which attention is applied (`None`: all
+            axes but batch, heads and features).
+        joint_qkv: generate `Wq`, `Wk`, `Wv` with one generator (True,
+            default) or with three (False).
+        network: generator network, one of `"ttn"` (default), `"attn"`,
+            `"mera"`, `"brickwall"`, `"mpo"`.
+        bond_dim: bond dimension of the networks, int >= 1 (default 2).
+        radix: size of every tensor mode, int >= 2 (default 2).
+        latent_order: order of the latent tensor of the tree networks
+            (`None`: network default).
+        depth: number of levels of a tree network, or of gate layers of the
+            brick wall (`None`: network default).
+        generator_activation: activation between the generators' levels
+            (default `"elu"`), or a list with one per hidden level.
+        groups: number of generator groups (see above), int >= 1.
+        mode_order: `"paired"` (default) or `"flat"`.
+        seed: int seed of the core initialisation (generator `k` uses
+            `seed + k`) and of the dropout (None: random).
+        bias_initializer: initializer of the biases.
+        bias_regularizer: regularizer of the biases.
+        bias_constraint: constraint of the biases.
+        core_regularizer: regularizer applied to every generator core.
+        **kwargs: base layer arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        query: query tensor `(B, T, dim)` (or with more attention axes).
+        value: value tensor `(B, S, dim)`.
+        key: optional key tensor `(B, S, dim)`; `None` uses `value`.
+        query_mask: optional boolean `(B, T)` mask of the query (taken from
+            the query's Keras mask when not given).
+        value_mask: optional boolean `(B, S)` mask of the value.
+        key_mask: optional boolean `(B, S)` mask of the key.
+        attention_mask: optional boolean mask `(B, T, S)`; 1 lets a query
+            position attend to a key position.
+        return_attention_scores: also return the attention probabilities.
+        training: whether dropout is active.
+        use_causal_mask: apply a causal (lower triangular) mask.
+
+    Returns:
+        `attention_output` of shape `(B, T, *output_shape)` (`output_shape`
+        defaults to the query's last dimension), and, with
+        `return_attention_scores=True`, also the scores `(B, num_heads, T,
+        S)` (`None` where `MultiHeadAttention` returns `None`).
+
+    Attributes:
+        kernels: dict of the generated float32 kernels `"query"`, `"key"`,
+            `"value"`, `"output"` (regenerated on every access).
+        biases: dict of the bias variables (values `None` without bias).
+        dense_params: parameters of the `MultiHeadAttention` it replaces.
+        compression_ratio: `dense_params / count_params()`.
+
+    Example:
+
+    >>> layer = TNMultiHeadAttention(num_heads=8, key_dim=64)
+    >>> x = keras.random.normal((2, 10, 512))
+    >>> tuple(layer(x, x).shape)
+    (2, 10, 512)
+    >>> layer.compression_ratio > 100
+    True
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        key_dim,
+        value_dim=None,
+        dropout=0.0,
+        use_bias=True,
+        output_shape=None,
+        attention_axes=None,
+        joint_qkv=True,
+        network="ttn",
+        bond_dim=2,
+        radix=2,
+        latent_order=None,
+        depth=None,
+        generator_activation="elu",
+        groups=1,
+        mode_order="paired",
+        seed=None,
+        bias_initializer="zeros",
+        bias_regularizer=None,
+        bias_constraint=None,
+        core_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_heads = common.check_int("num_heads", num_heads, 1)
+        self.key_dim = common.check_int("key_dim", key_dim, 1)
+        self.value_dim = common.check_int(
+            "value_dim", value_dim, 1, allow_none=True
+        )
+        if self.value_dim is None:
+            self.value_dim = self.key_dim
+        if (
+            isinstance(dropout, bool)
+            or not isinstance(dropout, (int, float))
+            or not 0.0 <= dropout < 1.0
+        ):
+            raise ValueError(
+                f"`dropout` must be a float in [0, 1), got {dropout!r}."
+            )
+        self.dropout = float(dropout)
+        if output_shape is not None:
+            if isinstance(output_shape, (list, tuple)):
+                output_shape = tuple(
+                    common.check_int("output_shape", d, 1) for d in output_shape
+                )
+                if not output_shape:
+                    raise ValueError(
+                        "`output_shape` must be an int, a non-empty tuple "
+                        "of ints >= 1, or None, got ()."
+                    )
+            else:
+                output_shape = (
+                    common.check_int("output_shape", output_shape, 1),
+                )
+        self._output_shape = output_shape
+        if isinstance(attention_axes, int) and not isinstance(
+            attention_axes, bool
+        ):
+            attention_axes = (attention_axes,)
+        elif attention_axes is not None:
+            if not isinstance(attention_axes, (list, tuple)) or not all(
+                isinstance(a, int) and not isinstance(a, bool)
+                for a in attention_axes
+            ):
+                raise ValueError(
+                    f"`attention_axes` must be an int, a list or tuple of "
+                    f"ints, or None, got {attention_axes!r}."
+                )
+            attention_axes = tuple(attention_axes)
+        self.attention_axes = attention_axes
+        if not isinstance(joint_qkv, bool):
+            raise ValueError(
+                f"`joint_qkv` must be True or False, got {joint_qkv!r}."
+            )
+        self.joint_qkv = joint_qkv
+        common.check_generator_args(
+            network,
+            bond_dim,
+            radix,
+            mode_order,
+            latent_order,
+            depth,
+            generator_activation,
+        )
+        self.groups = common.check_int("groups", groups, 1)
+        for label, size in (
+            ("num_heads * key_dim", self.num_heads * self.key_dim),
+            ("num_heads * value_dim", self.num_heads * self.value_dim),
+        ) + (
+            (("the output size", math.prod(output_shape)),)
+            if output_shape
+            else ()
+        ):
+            if size % self.groups:
+                raise ValueError(
+                    f"`groups` must divide {label} ({size}); got "
+                    f"groups={groups}."
+                )
+        self.network = network
+        self.bond_dim = int(bond_dim)
+        self.radix = int(radix)
+        self.latent_order = latent_order
+        self.depth = depth
+        self.use_bias = bool(use_bias)
+        self.generator_activation = generator_activation
+        self.mode_order = mode_order
+        self.seed = seed
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.bias_constraint = constraints.get(bias_constraint)
+        self.core_regularizer = regularizers.get(core_regularizer)
+        self.supports_masking = True
+        self._inverse_sqrt_key_dim = 1.0 / math.sqrt(float(self.key_dim))
+
+    # -- build -----------------------------------------------------------------
+    def _generator(self, offset, dims, fan_in, fan_out, name):
+        seed = None if self.seed is None else int(self.seed) + offset
+        tensorization, generator = common.build_generator(
+            _Seeded(self, seed), dims, fan_in, fan_out, name=name
+        )
+        if self.core_regularizer is not None:
+            for variable in generator.trainable_variables:
+                variable.regularizer = self.core_regularizer
+        return tensorization, generator
+
+    def build(self, query_shape, value_shape, key_shape=None):
+        query_shape = tuple(query_shape)
+        value_shape = tuple(value_shape)
+        key_shape = value_shape if key_shape is None else tuple(key_shape)
+        if value_shape[1:-1] != key_shape[1:-1]:
+            raise ValueError(
+                f"All dimensions of `value` and `key`, except the last one, "
+                f"must be equal; got value_shape={value_shape}, "
+                f"key_shape={key_shape}."
+            )
+        if len(query_shape) < 3:
+            raise ValueError(
+                f"TNMultiHeadAttention expects inputs of rank >= 3 (batch, "
+                f"attention axes, features); got query_shape={query_shape}."
+            )
+        dims = {}
+        for name, shape in (
+            ("query", query_shape),
+            ("key", key_shape),
+            ("value", value_shape),
+        ):
+            if shape[-1] is None:
+                raise ValueError(
+                    f"TNMultiHeadAttention needs the last dimension of "
+                    f"`{name}` to be known at build time; got {shape}."
+                )
+            dims[name] = int(shape[-1])
+        out_shape = self._output_shape or (dims["query"],)
+        out_dim = math.prod(out_shape)
+        if out_dim % self.groups:
+            raise ValueError(
+                f"`groups` must divide the output size ({out_dim}); got "
+                f"groups={self.groups}."
+            )
+        self._dims = dims
+        self._out_shape = tuple(out_shape)
+        g = self.groups
+        nq = self.num_heads * self.key_dim
+        nv = self.num_heads * self.value_dim
+        widths = {"query": nq, "key": nq, "value": nv}
+        if self.joint_qkv:
+            rows = max(dims.values())
+            fans = _mixed_fans(
+                [(dims[p], widths[p], widths[p]) for p in widths]
+            )
+            self.qkv_tensorization, self.qkv_generator = self._generator(
+                0, (rows, (2 * nq + nv) // g), *fans, name="qkv"
+            )
+            self.qkv_scale = self.add_weight(
+                name="qkv_scale",
+                shape=(g, 3),
+                initializer=_constant(self._initial_qkv_scale(widths)),
+                trainable=False,
+                autocast=False,
+            )
+        else:
+            self.query_tensorization, self.query_generator = self._generator(
+                0, (dims["query"], nq // g), dims["query"], nq, name="query"
+            )
+            self.key_tensorization, self.key_generator = self._generator(
+                1, (dims["key"], nq // g), dims["key"], nq, name="key"
+            )
+            self.value_tensorization, self.value_generator = self._generator(
+                2, (dims["value"], nv // g), dims["value"], nv, name="value"
+            )
+        self.output_tensorization, self.output_generator = self._generator(
+            3, (nv, out_dim // g), nv, out_dim, name="output"
+        )
+        bias_shapes = {
+            "query": (self.num_heads, self.key_dim),
+            "key": (self.num_heads, self.key_dim),
+            "value": (self.num_heads, self.value_dim),
+            "output": self._out_shape,
+        }
+        self._biases = {}
+        for name in PROJECTIONS:
+            self._biases[name] = (
+                self.add_weight(
+                    name=f"{name}_bias",
+                    shape=bias_shapes[name],
+                    initializer=self.bias_initializer,
+                    regularizer=self.bias_regularizer,
+                    constraint=self.bias_constraint,
+                )
+                if self.use_bias
+                else None
+            )
+        self._equations = {
+            name: keras_mha._build_proj_equation(len(shape) - 1, 1, 2)[0]
+            for name, shape in (
+                ("query", query_shape),
+                ("key", key_shape),
+                ("value", value_shape),
+            )
+        }
+        rank = len(query_shape) + 1
+        self._equations["output"] = keras_mha._build_proj_equation(
+            rank - 2, 2, len(self._out_shape)
+        )[0]
+        if self.attention_axes is None:
+            axes = tuple(range(1, rank - 2))
+        else:
+            axes = tuple(
+                a if a >= 0 else (rank - 1) + a for a in self.attention_axes
+            )
+        self._attn_axes = axes
+        dot, combine, scores_rank = keras_mha._build_attention_equation(
+            rank, attn_axes=axes
+        )
+        self._dot_product_equation = dot
+        self._combine_equation = combine
+        norm_axes = tuple(range(scores_rank - len(axes), scores_rank))
+        self._softmax = keras.layers.Softmax(
+            axis=norm_axes, dtype=self.dtype_policy
+        )
+        self._dropout_layer = keras.layers.Dropout(
+            rate=self.dropout, dtype=self.dtype_policy, seed=self.seed
+        )
+
+    # -- kernels ---------------------------------------------------------------
+    @property
+    def kernels(self):
+        if not self.built:
+            raise AttributeError(
+                "The kernels of a TNMultiHeadAttention exist once the layer "
+                "is built."
+            )
+        g, h = self.groups, self.num_heads
+        head = {
+            "query": self.key_dim,
+            "key": self.key_dim,
+            "value": self.value_dim,
+        }
+        kernels = {}
+        if self.joint_qkv:
+            blocks = common.generate_kernel(
+                self.qkv_tensorization, self.qkv_generator
+            )
+            scale = ops.cast(self.qkv_scale, blocks.dtype)
+            start = 0
+            for i, name in enumerate(("query", "key", "value")):
+                cols = h * head[name] // g
+                part = ops.slice(
+                    blocks, (0, 0, start), (g, self._dims[name], cols)
+                )
+                part = ops.multiply(
+                    part,
+                    ops.reshape(ops.slice(scale, (0, i), (g, 1)), (g, 1, 1)),
+                )
+                start += cols
+                kernels[name] = self._merge_groups(part, head[name])
+        else:
+            for name in ("query", "key", "value"):
+                blocks = common.generate_kernel(
+                    getattr(self, f"{name}_tensorization"),
+                    getattr(self, f"{name}_generator"),
+                )
+                kernels[name] = self._merge_groups(blocks, head[name])
+        blocks = common.generate_kernel(
+            self.output_tensorization, self.output_generator
+        )
+        if g > 1:
+            blocks = ops.transpose(blocks, (1, 0, 2))
+        kernels["output"] = ops.reshape(
+            blocks, (h, self.value_dim, *self._out_shape)
+        )
+        return kernels
+
+    def _initial_qkv_scale(self, widths):
+        """`(G, 3)` factors that give each of Wq, Wk, Wv its glorot scale.
+
+        One generator is calibrated over the whole `[Wq, Wk, Wv]`; its
+        blocks can still differ in scale by a few times at initialisation.
+        These fixed factors (non-trainable, saved with the layer) rescale
+        each block of each group to the std `glorot_uniform` gives that
+        projection.
+        """
+        xp = NumpyOps()
+        cores = {
+            c.name: ops.convert_to_numpy(self.qkv_generator._vars[c.name])
+            for c in self.qkv_generator.cores
+        }
+        state = self.qkv_generator._run(
+            {k: xp.convert(v) for k, v in cores.items()}, xp
+        )
+        blocks = self.qkv_tensorization.unfold(state, xp)
+        g = self.groups
+        scale = np.ones((g, 3))
+        start = 0
+        for i, name in enumerate(("query", "key", "value")):
+            cols = widths[name] // g
+            part = blocks[:, : self._dims[name], start : start + cols]
+            start += cols
+            std = part.reshape(g, -1).std(axis=1)
+            wanted = tn_init.glorot_std(self._dims[name], widths[name])
+            ok = np.isfinite(std) & (std > 0)
+            scale[:, i] = np.where(ok, wanted / np.where(ok, std, 1.0), 1.0)
+        return scale.astype("float32")
+
+    def _merge_groups(self, blocks, head_dim):
+        """`(G, rows, cols / G)` -> `(rows, num_heads, head_dim)`."""
+        if self.groups > 1:
+            blocks = ops.transpose(blocks, (1, 0, 2))
+        rows = blocks.shape[0] if self.groups > 1 else blocks.shape[1]
+        return ops.reshape(blocks, (rows, self.num_heads, head_dim))
+
+    @property
+    def biases(self):
+        if not self.built:
+            raise AttributeError("`biases` needs a built layer.")
+        return dict(self._biases)
+
+    @property
+    def dense_params(self) -> int:
+        if not self.built:
+            raise AttributeError("`dense_params` needs a built layer.")
+        nq = self.num_heads * self.key_dim
+        nv = self.num_heads * self.value_dim
+        out = math.prod(self._out_shape)
+        d = self._dims
+        count = (d["query"] + d["key"]) * nq + d["value"] * nv + nv * out
+        if self.use_bias:
+            count += 2 * nq + nv + out
+        return count
+
+    @property
+    def compression_ratio(self) -> float:
+        return self.dense_params / self.count_params()
+
+    # -- call ------------------------------------------------------------------
+    def call(
+        self,
+        query,
+        value,
+        key=None,
+        query_mask=None,
+        value_mask=None,
+        key_mask=None,
+        attention_mask=None,
+        return_attention_scores=False,
+        training=None,
+        use_causal_mask=False,
+    ):
+        output, scores = self._attend(
+            query,
+            value,
+            key,
+            self.kernels,
+            self._biases,
+            query_mask=query_mask,
+            value_mask=value_mask,
+            key_mask=key_mask,
+            attention_mask=attention_mask,
+            use_causal_mask=use_causal_mask,
+            training=training,
+            return_attention_scores=return_attention_scores,
+        )
+        if query_mask is not None:
+            keras_backend.set_keras_mask(output, query_mask)
+        if return_attention_scores:
+            return output, scores
+        return output
+
+    def _attend(
+        self,
+        query,
+        value,
+        key,
+        kernels,
+        biases,
+        query_mask=None,
+        value_mask=None,
+        key_mask=None,
+        attention_mask=None,
+        use_causal_mask=False,
+        training=None,
+        return_attention_scores=False,
+    ):
+        """Attention with explicit projection `kernels` and `biases`.
+
+        `kernels` and `biases` are dicts keyed `"query"`, `"key"`,
+        `"value"`, `"output"`, with the shapes of the `EinsumDense` kernels
+        and biases of `keras.layers.MultiHeadAttention` (`biases` may be
+        None, or hold None values). Returns `(output, scores)`.
+        """
+        if key is None:
+            key = value
+        causal_only = (
+            use_causal_mask
+            and query_mask is None
+            and value_mask is None
+            and key_mask is None
+            and attention_mask is None
+        )
+        if not causal_only:
+            attention_mask = self._compute_attention_mask(
+                query,
+                value,
+                query_mask,
+                value_mask,
+                key_mask,
+                attention_mask,
+                use_causal_mask,
+            )
+        biases = biases or {}
+        q = self._project("query", query, kernels, biases)
+        k = self._project("key", key, kernels, biases)
+        v = self._project("value", value, kernels, biases)
+        out, scores = self._compute_attention(
+            q,
+            k,
+            v,
+            attention_mask,
+            training,
+            return_attention_scores,
+            causal_only,
+        )
+        out = self._project("output", out, kernels, biases)
+        return out, scores
+
+    def _project(self, name, x, kernels, biases):
+        kernel = ops.cast(kernels[name], self.compute_dtype)
+        y = ops.einsum(self._equations[name], x, kernel)
+        if biases.get(name) is not None:
+            y = ops.add(y, ops.cast(biases[name], self.compute_dtype))
+        return y
+
+    def _compute_attention_mask(
+        self,
+        query,
+        value,
+        query_mask,
+        value_mask,
+        key_mask,
+        attention_mask,
+        use_causal_mask,
+    ):
+        auto_mask = None
+        if query_mask is not None:
+            auto_mask = ops.expand_dims(ops.cast(query_mask, "bool"), -1)
+        for mask in (value_mask, key_mask):
+            if mask is not None:
+                mask = ops.expand_dims(ops.cast(mask, "bool"), -2)
+                auto_mask = (
+                    mask
+                    if auto_mask is None
+                    else ops.logical_and(auto_mask, mask)
+                )
+        if use_causal_mask:
+            mask = _causal_mask(query, value)
+            auto_mask = (
+                mask if auto_mask is None else ops.logical_and(auto_mask, mask)
+            )
+        if attention_mask is not None:
+            attention_mask = ops.cast(attention_mask, "bool")
+        if auto_mask is not None:
+            attention_mask = (
+                auto_mask
+                if attention_mask is None
+                else ops.logical_and(attention_mask, auto_mask)
+            )
+        return attention_mask
+
+    def _expand_mask(self, mask, rank):
+        axis = -len(self._attn_axes) * 2 - 1
+        for _ in range(rank - len(mask.shape)):
+            mask = ops.expand_dims(mask, axis=axis)
+        return mask
+
+    def _compute_attention(
+        self,
+        query,
+        key,
+        value,
+        attention_mask,
+        training,
+        return_attention_scores,
+        causal_only,
+    ):
+        # The fused kernel needs equal query/value head sizes on some
+        # backends (jax); the explicit path below computes the same thing.
+        fused = not (
+            self.dropout > 0.0
+            or return_attention_scores
+            or len(query.shape) != 4
+            or self.key_dim != self.value_dim
+        )
+        if fused:
+            if attention_mask is not None:
+                attention_mask = ops.cast(
+                    self._expand_mask(attention_mask, 4), "bool"
+                )
+            out = ops.dot_product_attention(
+                query=query,
+                key=key,
+                value=value,
+                mask=attention_mask,
+                scale=self._inverse_sqrt_key_dim,
+                is_causal=causal_only,
+                flash_attention=keras.config.is_flash_attention_enabled(),
+            )
+            return out, None
+        if causal_only:
+            attention_mask = _causal_mask(query, value)
+        query = ops.multiply(
+            query, ops.cast(self._inverse_sqrt_key_dim, query.dtype)
+        )
+        scores = ops.einsum(self._dot_product_equation, key, query)
+        if attention_mask is not None:
+            attention_mask = self._expand_mask(
+                attention_mask, len(scores.shape)
+            )
+        scores = self._softmax(scores, mask=attention_mask)
+        if self.dropout > 0.0:
+            final_scores = self._dropout_layer(scores, training=training)
+        else:
+            final_scores = scores
+        out = ops.einsum(self._combine_equation, final_scores, value)
+        return out, scores
+
+    # -- shapes and config -----------------------------------------------------
+    def compute_output_shape(self, query_shape, value_shape, key_shape=None):
+        query_shape = tuple(query_shape)
+        value_shape = tuple(value_shape)
+        key_shape = value_shape if key_shape is None else tuple(key_shape)
+        if value_shape[1:-1] != key_shape[1:-1]:
+            raise ValueError(
+                f"All dimensions of `value` and `key`, except the last one, "
+                f"must be equal; got value_shape={value_shape}, "
+                f"key_shape={key_shape}."
+            )
+        if self._output_shape:
+            return query_shape[:-1] + self._output_shape
+        return query_shape
+
+    def compute_output_spec(
+        self,
+        query,
+        value,
+        key=None,
+        query_mask=None,
+        value_mask=None,
+        key_mask=None,
+        attention_mask=None,
+        return_attention_scores=False,
+        training=None,
+        use_causal_mask=False,
+    ):
+        shape = self.compute_output_shape(
+            query.shape, value.shape, None if key is None else key.shape
+        )
+        output = keras.KerasTensor(shape, dtype=self.compute_dtype)
+        if not return_attention_scores:
+            return output
+        rank = len(query.shape) + 1
+        if self.attention_axes is None:
+            axes = tuple(range(1, rank - 2))
+        else:
+            axes = tuple(
+                a if a >= 0 else (rank - 1) + a for a in self.attention_axes
+            )
+        batch = [
+            query.shape[i] for i in range(len(query.shape) - 1) if i not in axes
+        ]
+        scores = (
+            *batch,
+            self.num_heads,
+            *[query.shape[a] for a in axes],
+            *[value.shape[a] for a in axes],
+        )
+        return output, keras.KerasTensor(scores, dtype=self.compute_dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_heads": self.num_heads,
+                "key_dim": self.key_dim,
+                "value_dim": self.value_dim,
+                "dropout": self.dropout,
+                "use_bias": self.use_bias,
+                "output_shape": self._output_shape,
+                "attention_axes": self.attention_axes,
+                "joint_qkv": self.joint_qkv,
+                "network": self.network,
+                "bond_dim": self.bond_dim,
+                "radix": self.radix,
+                "latent_order": self.latent_order,
+                "depth": self.depth,
+                "generator_activation": tn_init.serialize_activations(
+                    self.generator_activation
+                ),
+                "groups": self.groups,
+                "mode_order": self.mode_order,
+                "seed": self.seed,
+                "bias_initializer": initializers.serialize(
+                    self.bias_initializer
+                ),
+                "bias_regularizer": regularizers.serialize(
+                    self.bias_regularizer
+                ),
+                "bias_constraint": constraints.serialize(self.bias_constraint),
+                "core_regularizer": regularizers.serialize(
+                    self.core_regularizer
+                ),
+            }
+        )
+        return config
+
+
+def _constant(value):
+    def init(shape, dtype=None):
+        return ops.cast(value, dtype or "float32")
+
+    return init
+
+
+def _causal_mask(query, value):
+    """Boolean `(1, T, S)` lower-triangular mask (as `MultiHeadAttention`)."""
+    q_len = ops.shape(query)[1]
+    v_len = ops.shape(value)[1]
+    ones = ops.ones((1, q_len, v_len), dtype="int32")
+    rows = ops.cumsum(ones, axis=-2)
+    cols = ops.cumsum(ones, axis=-1)
+    return ops.greater_equal(rows, cols)

@@ -1,0 +1,360 @@
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_adntn import initializers as tn_init
+from keras_adntn.layers.tn_multi_head_attention import TNMultiHeadAttention
+from tests import layer_contract as contract
+
+NETWORKS = ["ttn", "attn", "mera", "brickwall", "mpo"]
+PROJECTIONS = ("query", "key", "value", "output")
+
+SHAPE_CASES = [
+    # (layer kwargs, query shape, value shape, key shape)
+    ({}, (2, 5, 8), (2, 5, 8), None),
+    ({"value_dim": 3, "output_shape": 6}, (2, 4, 8), (2, 6, 10), (2, 6, 7)),
+    (
+        {"output_shape": (2, 3), "attention_axes": (1, 2)},
+        (2, 3, 4, 8),
+        (2, 3, 4, 8),
+        None,
+    ),
+    ({"attention_axes": 2}, (2, 3, 4, 8), (2, 3, 5, 6), None),
+]
+
+
+def _np(x):
+    return ops.convert_to_numpy(x)
+
+
+def test_output_shapes_match_keras():
+    for kwargs, q_shape, v_shape, k_shape in SHAPE_CASES:
+        ref = keras.layers.MultiHeadAttention(2, 4, **kwargs)
+        mine = TNMultiHeadAttention(2, 4, seed=0, **kwargs)
+        q = contract.random_inputs(q_shape)
+        v = contract.random_inputs(v_shape, seed=1)
+        k = None if k_shape is None else contract.random_inputs(k_shape, 2)
+        out_ref, scores_ref = ref(q, v, k, return_attention_scores=True)
+        out, scores = mine(q, v, k, return_attention_scores=True)
+        assert tuple(out.shape) == tuple(out_ref.shape), kwargs
+        assert tuple(scores.shape) == tuple(scores_ref.shape), kwargs
+        assert tuple(mine(q, v, k).shape) == tuple(out_ref.shape)
+        assert mine.compute_output_shape(
+            q_shape, v_shape, k_shape
+        ) == ref.compute_output_shape(q_shape, v_shape, k_shape)
+        kernels = mine.kernels
+        for name in PROJECTIONS:
+            dense = getattr(ref, f"{name}_dense")
+            assert tuple(kernels[name].shape) == tuple(dense.kernel.shape), (
+                kwargs,
+                name,
+            )
+            assert tuple(mine.biases[name].shape) == tuple(dense.bias.shape)
+        assert mine.dense_params == ref.count_params()
+
+
+def test_symbolic_call_and_scores_spec():
+    layer = TNMultiHeadAttention(2, 4, seed=0)
+    q, v = keras.Input((5, 8)), keras.Input((7, 6))
+    out, scores = layer(q, v, return_attention_scores=True)
+    assert tuple(out.shape) == (None, 5, 8)
+    assert tuple(scores.shape) == (None, 2, 5, 7)
+    model = keras.Model([q, v], out)
+    y = model.predict(
+        [contract.random_inputs((3, 5, 8)), contract.random_inputs((3, 7, 6))],
+        verbose=0,
+    )
+    assert y.shape == (3, 5, 8)
+
+
+def _keras_weights(ref):
+    kernels = {n: getattr(ref, f"{n}_dense").kernel for n in PROJECTIONS}
+    biases = {n: getattr(ref, f"{n}_dense").bias for n in PROJECTIONS}
+    return kernels, biases
+
+
+@pytest.mark.parametrize("value_dim", [None, 3])
+def test_explicit_kernels_reproduce_keras_multi_head_attention(value_dim):
+    rng = np.random.default_rng(0)
+    q = contract.random_inputs((2, 5, 12))
+    v = contract.random_inputs((2, 7, 10), seed=1)
+    k = contract.random_inputs((2, 7, 9), seed=2)
+    ref = keras.layers.MultiHeadAttention(
+        4, 6, value_dim=value_dim, output_shape=(3, 2)
+    )
+    ref(q, v, k, return_attention_scores=True)
+    for dense in (ref.query_dense, ref.key_dense, ref.value_dense):
+        dense.bias.assign(rng.standard_normal(dense.bias.shape))
+    kernels, biases = _keras_weights(ref)
+    mine = TNMultiHeadAttention(
+        4, 6, value_dim=value_dim, output_shape=(3, 2), seed=0
+    )
+    mine(q, v, k)
+    mask = rng.random((2, 5, 7)) > 0.3
+    mask[:, :, 0] = True  # no fully masked row
+    # keras' fused path fails on jax when value_dim != key_dim (a keras
+    # limitation); its explicit path (with scores) is the reference there.
+    fused_ref_works = value_dim is None or keras.backend.backend() != "jax"
+    for args in [
+        {},
+        {"attention_mask": mask},
+        {"use_causal_mask": True},
+        {"use_causal_mask": True, "attention_mask": mask},
+    ]:
+        expected, s_ref = ref(q, v, k, return_attention_scores=True, **args)
+        if fused_ref_works:
+            fused = _np(ref(q, v, k, **args))
+            assert np.abs(fused - _np(expected)).max() <= 1e-5
+        got, _ = mine._attend(q, v, k, kernels, biases, **args)
+        assert np.abs(_np(got) - _np(expected)).max() <= 1e-5, args
+        got, scores = mine._attend(
+            q, v, k, kernels, biases, return_attention_scores=True, **args
+        )
+        assert np.abs(_np(got) - _np(expected)).max() <= 1e-5, args
+        assert np.abs(_np(scores) - _np(s_ref)).max() <= 1e-5, args
+
+
+def test_call_matches_keras_with_generated_kernels_and_keras_masks():
+    # The reverse direction, through `__call__`: a Keras MHA loaded with the
+    # generated kernels gives the same output, Keras masks included.
+    tokens = keras.Input((None,), dtype="int32")
+    embed = keras.layers.Embedding(9, 8, mask_zero=True)
+    h = embed(tokens)
+    mine = TNMultiHeadAttention(2, 4, joint_qkv=False, groups=2, seed=0)
+    ref = keras.layers.MultiHeadAttention(2, 4)
+    x = np.array([[1, 2, 3, 0, 0], [4, 5, 6, 7, 8]])
+    model_mine = keras.Model(tokens, mine(h, h, use_causal_mask=True))
+    model_ref = keras.Model(tokens, ref(h, h, use_causal_mask=True))
+    for name in PROJECTIONS:
+        getattr(ref, f"{name}_dense").kernel.assign(mine.kernels[name])
+        getattr(ref, f"{name}_dense").bias.assign(
+            np.full(mine.biases[name].shape, 0.1)
+        )
+        mine.biases[name].assign(np.full(mine.biases[name].shape, 0.1))
+    np.testing.assert_allclose(
+        model_mine.predict(x, verbose=0),
+        model_ref.predict(x, verbose=0),
+        atol=1e-5,
+    )
+    e = embed(x)
+    np.testing.assert_allclose(
+        _np(mine(e, e, query_mask=x > 0, value_mask=x > 0)),
+        _np(ref(e, e, query_mask=x > 0, value_mask=x > 0)),
+        atol=1e-5,
+    )
+
+
+def test_joint_generator_is_one_network_over_concatenated_qkv():
+    layer = TNMultiHeadAttention(4, 8, seed=0)
+    x = contract.random_inputs((2, 3, 16))
+    layer(x, x)
+    assert layer.qkv_tensorization.dims == (16, 3 * 32)
+    assert not hasattr(layer, "query_generator")
+    generators = [layer.qkv_generator, layer.output_generator]
+    assert layer.count_params() == sum(g.num_params for g in generators) + (
+        3 * 32 + 16 + 3
+    )
+    assert [v.name for v in layer.non_trainable_weights] == ["qkv_scale"]
+    separate = TNMultiHeadAttention(4, 8, joint_qkv=False, seed=0)
+    separate(x, x)
+    assert separate.query_tensorization.dims == (16, 32)
+    assert separate.count_params() > layer.count_params()
+    assert layer.compression_ratio == pytest.approx(
+        layer.dense_params / layer.count_params()
+    )
+
+
+def test_groups_split_each_projection_output_axis():
+    layer = TNMultiHeadAttention(4, 2, value_dim=3, groups=2, seed=0)
+    x = contract.random_inputs((2, 3, 6))
+    layer(x, x)
+    assert layer.qkv_generator.groups == 2
+    assert layer.output_generator.groups == 2
+    assert layer.qkv_tensorization.dims == (6, (8 + 8 + 12) // 2)
+    kernels = {n: _np(k) for n, k in layer.kernels.items()}
+    for v in layer.qkv_generator.weights:
+        value = np.array(v)
+        value[1:] = 0.0
+        v.assign(value)
+    changed = layer.kernels
+    # Group 0 makes the first two heads of each projection, group 1 the rest.
+    for name in ("query", "key", "value"):
+        new = _np(changed[name])
+        np.testing.assert_allclose(new[:, :2], kernels[name][:, :2], atol=1e-6)
+        assert np.abs(new[:, 2:]).max() == 0.0, name
+
+
+def _check_every_variable_learns(model, x, y):
+    # As in keras.layers.MultiHeadAttention, the key bias has an exactly
+    # zero gradient (softmax is shift invariant): it must stay put.
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    before = [np.array(v) for v in model.trainable_variables]
+    model.fit(x, y, batch_size=len(x), epochs=1, verbose=0)
+    for old, var in zip(before, model.trainable_variables):
+        same = np.allclose(old, np.array(var))
+        assert same == var.path.endswith("key_bias"), var.path
+
+
+def test_every_variable_gets_a_gradient():
+    # One layer per network, stacked in one model: one fit checks them all.
+    q = contract.random_inputs((8, 4, 6))
+    v = contract.random_inputs((8, 5, 6), seed=1)
+    target = contract.random_inputs((8, 4, 6), seed=2)
+    query, value = keras.Input((4, 6)), keras.Input((5, 6))
+    h = query
+    for i, network in enumerate(NETWORKS):
+        h = TNMultiHeadAttention(
+            2, 4, network=network, joint_qkv=i % 2 == 0, groups=2, seed=i
+        )(h, value)
+    model = keras.Model([query, value], h)
+    _check_every_variable_learns(model, [q, v], target)
+
+
+def test_initial_kernel_std_is_glorot_scale():
+    x = contract.random_inputs((1, 2, 48))
+    for network in NETWORKS:
+        for bond_dim, joint in [(2, True), (4, False)]:
+            layer = TNMultiHeadAttention(
+                4,
+                16,
+                network=network,
+                bond_dim=bond_dim,
+                joint_qkv=joint,
+                seed=bond_dim,
+            )
+            layer(x, x)
+            for name, kernel in layer.kernels.items():
+                kernel = _np(kernel)
+                target = tn_init.glorot_std(48, 64)
+                ratio = kernel.std() / target
+                assert np.isfinite(kernel).all(), (network, name)
+                assert 0.5 <= ratio <= 2.0, (network, bond_dim, name, ratio)
+
+
+def test_config_round_trip():
+    x = contract.random_inputs((2, 3, 8))
+    layer = TNMultiHeadAttention(
+        2,
+        4,
+        value_dim=2,
+        dropout=0.1,
+        use_bias=False,
+        output_shape=(2, 2),
+        attention_axes=1,
+        joint_qkv=False,
+        network="mera",
+        bond_dim=3,
+        generator_activation="gelu",
+        groups=2,
+        mode_order="flat",
+        seed=3,
+        core_regularizer="l2",
+        name="attn",
+    )
+    y = layer(x, x)
+    config = layer.get_config()
+    clone = TNMultiHeadAttention.from_config(config)
+    clone(x, x)
+    clone.set_weights(layer.get_weights())
+    np.testing.assert_allclose(_np(clone(x, x)), _np(y), atol=1e-6)
+    assert clone.get_config() == config
+    assert layer.biases["output"] is None
+
+
+def test_keras_file_round_trip(tmp_path):
+    inputs = keras.Input((4, 8))
+    h = TNMultiHeadAttention(2, 4, seed=0)(inputs, inputs)
+    h = TNMultiHeadAttention(2, 4, network="mpo", joint_qkv=False, seed=1)(
+        h, inputs, use_causal_mask=True
+    )
+    model = keras.Model(inputs, h)
+    x = contract.random_inputs((3, 4, 8))
+    _check_every_variable_learns(model, x, x)
+    contract.check_keras_file_round_trip(model, x, tmp_path)
+
+
+def test_jit_compile_fit():
+    if keras.backend.backend() == "torch":
+        pytest.skip("jit_compile=True is not used with torch")
+    inputs = keras.Input((4, 8))
+    out = TNMultiHeadAttention(2, 4, dropout=0.1, network="attn", seed=0)(
+        inputs, inputs, use_causal_mask=True
+    )
+    model = keras.Model(inputs, out)
+    x = contract.random_inputs((16, 4, 8))
+    contract.check_jit_fit(model, x, x)
+
+
+def test_mixed_precision():
+    x = contract.random_inputs((2, 4, 8))
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        layer = TNMultiHeadAttention(2, 4, seed=0)
+        y, scores = layer(x, x, return_attention_scores=True)
+        dtypes = {keras.backend.standardize_dtype(t.dtype) for t in (y, scores)}
+        assert dtypes == {"float16"}
+        assert all(v.dtype == "float32" for v in layer.weights)
+        assert np.isfinite(_np(ops.cast(layer(x, x), "float32"))).all()
+    finally:
+        keras.config.set_dtype_policy("float32")
+
+
+BAD_ARGUMENTS = [
+    ({"num_heads": 0}, "num_heads"),
+    ({"key_dim": 1.5}, "key_dim"),
+    ({"value_dim": 0}, "value_dim"),
+    ({"dropout": 1.0}, "dropout"),
+    ({"output_shape": (2, 0)}, "output_shape"),
+    ({"attention_axes": "x"}, "attention_axes"),
+    ({"joint_qkv": "yes"}, "joint_qkv"),
+    ({"groups": 0}, "groups"),
+    ({"groups": 3}, "groups"),
+    ({"value_dim": 3, "groups": 4}, "groups"),
+    ({"output_shape": 6, "groups": 4}, "groups"),
+    ({"bond_dim": 0}, "bond_dim"),
+    ({"radix": 1}, "radix"),
+    ({"network": "peps"}, "network"),
+    ({"mode_order": "zigzag"}, "mode_order"),
+    ({"network": "mpo", "latent_order": 2}, "latent_order"),
+    ({"network": "mpo", "depth": 2}, "depth"),
+    ({"generator_activation": "nope"}, "nope"),
+]
+
+
+def test_bad_arguments_raise():
+    for kwargs, match in BAD_ARGUMENTS:
+        args = {"num_heads": 2, "key_dim": 4}
+        args.update(kwargs)
+        with pytest.raises(ValueError, match=match):
+            TNMultiHeadAttention(**args)
+    with pytest.raises(ValueError, match="groups"):
+        TNMultiHeadAttention(2, 4, groups=4).build((None, 3, 6), (None, 3, 6))
+    with pytest.raises(ValueError, match="last dimension"):
+        TNMultiHeadAttention(2, 4).build((None, 3, None), (None, 3, 6))
+    with pytest.raises(ValueError, match="except the last"):
+        TNMultiHeadAttention(2, 4).build(
+            (None, 3, 6), (None, 3, 6), (None, 4, 6)
+        )
+
+
+def test_transformer_classifier_learns():
+    # Label: does token 1 occur more often than token 2 in the sequence?
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(1, 6, size=(512, 10))
+    labels = ((tokens == 1).sum(1) > (tokens == 2).sum(1)).astype("int32")
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((10,), dtype="int32")
+    h = keras.layers.Embedding(6, 16)(inputs)
+    h = TNMultiHeadAttention(2, 8, seed=0)(h, h)
+    h = keras.layers.GlobalAveragePooling1D()(h)
+    outputs = keras.layers.Dense(2)(h)
+    model = keras.Model(inputs, outputs)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    first = model.evaluate(tokens, labels, verbose=0)
+    model.fit(tokens, labels, batch_size=64, epochs=5, verbose=0)
+    last = model.evaluate(tokens, labels, verbose=0)
+    assert last <= 0.5 * first, (first, last)
