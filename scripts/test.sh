@@ -7,8 +7,9 @@ python -m pip install -q --upgrade pip
 # torch first and pinned: 2.13.0 is the CPU wheel; an unpinned torch pulls a
 # multi-GB CUDA build.
 python -m pip install -q "torch==2.13.0"
-python -m pip install -q -e ".[dev,tensorflow,jax,litert,demo]"
+python -m pip install -q -e ".[dev,docs,tensorflow,jax,litert,demo]"
 ruff check keras_adntn tests benchmarks examples
+NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet -d "$(mktemp -d)"
 status=0
 for backend in tensorflow jax torch; do
   echo "=== KERAS_BACKEND=$backend"

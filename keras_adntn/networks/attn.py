@@ -14,8 +14,7 @@ class ATTN(TTN):
     shape `(p*p, p*p)`, initialised to the identity plus 1e-2 noise, so an
     aTTN starts close to its TTN.
 
-    Args:
-        (see `GeneratorNetwork`)
+    Takes the arguments of `GeneratorNetwork`.
 
     Returns (`generate()`): `(groups, radix**num_modes)` float32.
 

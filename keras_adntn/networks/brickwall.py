@@ -18,9 +18,8 @@ class BrickWall(GeneratorNetwork):
     (2,3),(4,5),... alternately, with the activation between layers (none
     after the last).
 
-    Args:
-        (see `GeneratorNetwork`; `depth` is the number of gate layers,
-        `latent_order` does not apply)
+    Takes the arguments of `GeneratorNetwork`; `depth` is the number of
+    gate layers, `latent_order` does not apply.
 
     Returns (`generate()`): `(groups, radix**num_modes)` float32.
 

@@ -13,8 +13,7 @@ class MERA(TTN):
     modes of different parents, then the activation: overlapping causal
     cones, multi-scale mixing.
 
-    Args:
-        (see `GeneratorNetwork`)
+    Takes the arguments of `GeneratorNetwork`.
 
     Returns (`generate()`): `(groups, radix**num_modes)` float32.
 

@@ -17,9 +17,8 @@ class MPO(GeneratorNetwork):
     `min(bond_dim, size left of it, size right of it)`. This is the
     multilinear baseline every nonlinear network is compared with.
 
-    Args:
-        (see `GeneratorNetwork`; `activation`, `latent_order` and `depth`
-        do not apply)
+    Takes the arguments of `GeneratorNetwork`; `activation`,
+    `latent_order` and `depth` do not apply.
 
     Returns (`generate()`): `(groups, radix**num_modes)` float32.
 

@@ -26,8 +26,7 @@ class TTN(GeneratorNetwork):
     Defaults: `latent_order = ceil(N / 8)` (subtrees of at most 8 leaves,
     depth 3), or `ceil(N / 2**depth)` when only `depth` is given.
 
-    Args:
-        (see `GeneratorNetwork`)
+    Takes the arguments of `GeneratorNetwork`.
 
     Returns (`generate()`): `(groups, radix**num_modes)` float32.
 
