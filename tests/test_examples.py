@@ -1,0 +1,38 @@
+"""Smoke tests: every example runs end to end (few epochs)."""
+
+import importlib.util
+import os
+
+import keras
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EXAMPLES = os.path.join(os.path.dirname(HERE), "examples")
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(EXAMPLES, f"{name}.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quickstart_runs():
+    assert load("quickstart").main(epochs=2) > 0.5
+
+
+def test_attention_model_runs():
+    losses = load("attention_model").main(epochs=2)
+    assert len(losses) == 2 and all(v == v for v in losses)
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="exports through a TensorFlow subprocess elsewhere; run once",
+)
+def test_deploy_litert_runs(tmp_path):
+    sizes = load("deploy_litert").main(str(tmp_path), epochs=3)
+    assert sizes["on_the_fly"][0] < sizes["cached"][0]
+    assert abs(sizes["on_the_fly"][1] - sizes["cached"][1]) < 0.02
