@@ -1,0 +1,227 @@
+import csv
+import os
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_adntn.callbacks import DMRGSweep
+from keras_adntn.callbacks import EntanglementLogger
+from keras_adntn.entanglement import bond_spectra
+from keras_adntn.entanglement import entropy
+from keras_adntn.entanglement import plot_entanglement
+from keras_adntn.layers.tn_layer import TNLayer
+from keras_adntn.layers.tn_layer import factorize
+from keras_adntn.layers.tn_layer import next_factorable
+from tests import layer_contract as contract
+
+
+def to_np(x):
+    return ops.convert_to_numpy(x)
+
+
+def small_model(adapter="dense", num_sites=3, bond_dim=3, in_dim=2):
+    return keras.Sequential(
+        [
+            keras.Input((in_dim,)),
+            TNLayer(
+                8,
+                num_sites,
+                bond_dim,
+                activation="relu",
+                input_adapter=adapter,
+                seed=0,
+                name="tn_layer",
+            ),
+            keras.layers.Dense(1),
+        ]
+    )
+
+
+def test_factorization_rules():
+    assert factorize(64, 6) == (2,) * 6
+    assert factorize(12, 2) == (4, 3)
+    assert factorize(7, 2) is None
+    assert factorize(1, 3) == (1, 1, 1)
+    assert next_factorable(2, 6) == 64
+    assert next_factorable(7, 2) == 8
+
+
+@pytest.mark.parametrize("mode", ["sites", "kernel"])
+@pytest.mark.parametrize("shape", [(4, 64), (2, 3, 64)])
+def test_contraction_modes_match_kernel(mode, shape):
+    layer = TNLayer(64, 6, 4, contraction=mode, seed=1)
+    x = contract.random_inputs(shape)
+    y = to_np(layer(x))
+    assert layer.contraction_mode == mode
+    assert y.shape == shape[:-1] + (64,)
+    expected = x @ to_np(layer.kernel) + to_np(layer.bias)
+    np.testing.assert_allclose(y, expected, atol=1e-5)
+
+
+def test_auto_contraction_rule():
+    small = TNLayer(64, 6, 4)
+    small.build((None, 64))
+    assert small.contraction_mode == "kernel"
+    big = TNLayer(4096, 6, 2)
+    big.build((None, 4096))
+    assert big.contraction_mode == "sites"
+    assert big.count_params() < 4096 * 4096 / 100
+
+
+def test_shapes_bonds_and_adapters():
+    layer = TNLayer(10, 3, 3, input_adapter="pad", seed=0)
+    y = layer(np.ones((2, 7), "float32"))
+    assert tuple(y.shape) == (2, 10)
+    assert layer.input_sites == (2, 2, 2)
+    assert layer.output_sites == (3, 2, 2)
+    assert layer.bond_dims == (3, 3)
+    dense = TNLayer(64, 6, 4, input_adapter="dense", seed=0)
+    dense(np.ones((2, 2), "float32"))
+    assert dense.input_sites == (2,) * 6
+    assert not any(w is dense.adapter_kernel for w in dense.trainable_weights)
+    assert len(dense.trainable_weights) == 7
+    contract.check_symbolic_call(TNLayer(6, 2, 2), (3, 9))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"units": 0, "num_sites": 2, "bond_dim": 2}, "units"),
+        ({"units": 4, "num_sites": 0, "bond_dim": 2}, "num_sites"),
+        ({"units": 4, "num_sites": 2, "bond_dim": 0}, "bond_dim"),
+        (
+            {"units": 4, "num_sites": 2, "bond_dim": 2, "input_adapter": "x"},
+            "input_adapter",
+        ),
+        (
+            {"units": 4, "num_sites": 2, "bond_dim": 2, "contraction": "x"},
+            "contraction",
+        ),
+        ({"units": 7, "num_sites": 2, "bond_dim": 2}, "units"),
+    ],
+)
+def test_value_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TNLayer(**kwargs)
+
+
+def test_unfactorable_input_without_adapter():
+    with pytest.raises(ValueError, match="input_adapter"):
+        TNLayer(4, 2, 2)(np.ones((1, 7), "float32"))
+
+
+def test_callback_value_errors():
+    for kwargs in (
+        {"max_bond": 0},
+        {"cutoff": -1.0},
+        {"strategy": "x"},
+        {"update_freq": "x"},
+        {"sweeps_per_layer": 0},
+    ):
+        with pytest.raises(ValueError, match=next(iter(kwargs))):
+            DMRGSweep(**kwargs)
+
+
+@pytest.mark.parametrize("adapter", [None, "pad", "dense"])
+def test_config_and_keras_file_round_trip(adapter, tmp_path):
+    in_dim = 8 if adapter is None else 7
+    x = contract.random_inputs((4, in_dim))
+    layer = TNLayer(6, 2, 3, activation="relu", input_adapter=adapter, seed=3)
+    contract.check_config_round_trip(layer, x)
+    model = keras.Sequential([keras.Input((in_dim,)), layer])
+    contract.check_keras_file_round_trip(model, x, tmp_path)
+
+
+def test_jit_fit_and_mixed_precision():
+    x = contract.random_inputs((16, 2))
+    y = contract.random_inputs((16, 1))
+    contract.check_jit_fit(small_model(), x, y)
+    contract.check_mixed_precision(
+        lambda: TNLayer(8, 3, 2, input_adapter="dense"), x, "mixed_float16"
+    )
+
+
+def test_plain_gradient_training_updates_every_core():
+    x = contract.random_inputs((16, 2))
+    y = contract.random_inputs((16, 1))
+    contract.check_every_variable_learns(small_model(), x, y)
+
+
+def test_dmrg_without_learning_keeps_the_weight():
+    model = small_model(num_sites=4, bond_dim=16)
+    x = contract.random_inputs((8, 2))
+    model(x)
+    layer = model.get_layer("tn_layer")
+    before = to_np(layer.kernel)
+    model.compile(keras.optimizers.SGD(0.0), "mse")
+    cb = DMRGSweep()
+    model.fit(x, x[:, :1], batch_size=4, epochs=4, verbose=0, callbacks=[cb])
+    assert cb.steps == 8
+    np.testing.assert_allclose(to_np(layer.kernel), before, atol=1e-5)
+
+
+def test_dmrg_truncation_keeps_shapes_and_cuts_the_bond():
+    model = small_model(num_sites=3, bond_dim=4)
+    x = contract.random_inputs((8, 2))
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    layer = model.layers[0]
+    model(x)
+    shapes = [tuple(c.shape) for c in layer.cores]
+    cb = DMRGSweep(max_bond=1, update_freq="batch")
+    model.fit(x, x[:, :1], batch_size=8, epochs=4, verbose=0, callbacks=[cb])
+    assert [tuple(c.shape) for c in layer.cores] == shapes
+    for s in bond_spectra(layer):
+        assert np.sum(s > 1e-6) == 1
+    assert all(len(s) == 1 for s in cb.singular_values.values())
+
+
+def test_dmrg_lbl_moves_one_layer_at_a_time():
+    model = keras.Sequential(
+        [
+            keras.Input((8,)),
+            TNLayer(8, 3, 2, seed=0, name="first"),
+            TNLayer(8, 3, 2, seed=1, name="second"),
+        ]
+    )
+    x = contract.random_inputs((8, 8))
+    model(x)
+    second = [to_np(c) for c in model.layers[1].cores]
+    model.compile(keras.optimizers.SGD(0.1), "mse")
+    cb = DMRGSweep(strategy="lbl")
+    model.fit(x, x, batch_size=8, epochs=2, verbose=0, callbacks=[cb])
+    for old, new in zip(second, model.layers[1].cores):
+        np.testing.assert_allclose(to_np(new), old, atol=1e-7)
+
+
+def test_entropy_logs_history_csv_and_plot(tmp_path):
+    x = contract.random_inputs((16, 2))
+    model = small_model()
+    model.compile(keras.optimizers.SGD(0.05), "mse")
+    path = os.path.join(tmp_path, "log.csv")
+    history = model.fit(
+        x,
+        x[:, :1],
+        epochs=2,
+        verbose=0,
+        callbacks=[
+            DMRGSweep(),
+            EntanglementLogger(),
+            keras.callbacks.CSVLogger(path),
+        ],
+    )
+    for k in (1, 2):
+        values = history.history[f"tn_layer/S_bond{k}"]
+        assert len(values) == 2
+        assert 0.0 <= values[-1] <= np.log(3) + 1e-6
+    with open(path) as f:
+        assert "tn_layer/S_bond1" in next(csv.reader(f))
+    png = plot_entanglement(history, os.path.join(tmp_path, "s.png"))
+    assert os.path.getsize(png) > 1000
+
+
+def test_entropy_formula():
+    assert entropy([1.0, 0.0]) == pytest.approx(0.0)
+    assert entropy([1.0, 1.0]) == pytest.approx(np.log(2))
+    assert entropy([3.0, 3.0, 3.0]) == pytest.approx(np.log(3))
