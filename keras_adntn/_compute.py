@@ -67,6 +67,8 @@ class NumpyOps:
 
     @staticmethod
     def activate(fn, x):
+        if hasattr(fn, "numpy_call"):  # keras_adntn.activations
+            return fn.numpy_call(x)
         name = getattr(fn, "__name__", None)
         if name in _NUMPY_ACTIVATIONS:
             return _NUMPY_ACTIVATIONS[name](x)

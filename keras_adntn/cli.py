@@ -1,6 +1,16 @@
-"""Command line: `keras-adntn demo` (also `python -m keras_adntn demo`)."""
+"""Command line (also `python -m keras_adntn ...`).
+
+- `keras-adntn demo`: trains dense vs. compressed MLPs on digits;
+- `keras-adntn summary MODEL.keras`: per-layer dense vs. stored parameters;
+- `keras-adntn export MODEL.keras OUT.tflite --mode cached|on_the_fly
+  [--quantize int8|float16 --data DATA.npz]`: LiteRT export.
+
+Usage errors (missing or unreadable files, wrong formats, data that does
+not fit the model) print one `error: ...` line and exit with status 2.
+"""
 
 import argparse
+import os
 import sys
 import time
 
@@ -62,7 +72,166 @@ def demo(epochs: int = 30, width: int = 256) -> list:
     return rows
 
 
+class CLIError(Exception):
+    """A usage error reported as one line, without a traceback."""
+
+
+def _load_model(path: str):
+    if not os.path.exists(path):
+        raise CLIError(f"model file not found: {path}")
+    if not os.path.isfile(path):
+        raise CLIError(f"not a file: {path}")
+    if not path.endswith(".keras"):
+        raise CLIError(
+            f"expected a Keras v3 model file ending in '.keras', got {path}"
+        )
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise CLIError(f"not a Keras v3 model file (no zip archive): {path}")
+    import keras
+
+    import keras_adntn  # noqa: F401  (registers the TN layers)
+
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as e:  # any loader failure is a bad file
+        message = str(e).strip().splitlines()
+        reason = message[0] if message else type(e).__name__
+        raise CLIError(f"cannot load {path} as a Keras model: {reason}")
+
+
+def _load_data(path: str, model) -> list:
+    """Calibration inputs from an `.npz`: key `x` (single-input models) or
+    one array per model input, in order."""
+    import numpy as np
+
+    if not os.path.isfile(path):
+        raise CLIError(f"data file not found: {path}")
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not hasattr(data, "files"):
+            raise ValueError("not an .npz archive")
+        arrays = {k: data[k] for k in data.files}
+    except Exception as e:
+        raise CLIError(f"cannot read {path} as an .npz file: {e}")
+    inputs = model.inputs
+    if len(inputs) == 1 and "x" in arrays:
+        chosen = [arrays["x"]]
+    elif len(arrays) == len(inputs):
+        chosen = list(arrays.values())
+    else:
+        raise CLIError(
+            f"{path} holds arrays {sorted(arrays)}; expected 'x' or one array "
+            f"per model input ({len(inputs)})"
+        )
+    for k, (array, inp) in enumerate(zip(chosen, inputs)):
+        want = tuple(inp.shape)[1:]
+        got = tuple(array.shape)[1:]
+        if array.ndim != len(want) + 1 or any(
+            w is not None and w != g for w, g in zip(want, got)
+        ):
+            raise CLIError(
+                f"data array {k} has shape {tuple(array.shape)}; the model "
+                f"input needs (samples, {', '.join(map(str, want))})"
+            )
+        if len(array) < 1:
+            raise CLIError(f"data array {k} has no samples")
+        if not np.issubdtype(array.dtype, np.number):
+            raise CLIError(f"data array {k} is not numeric ({array.dtype})")
+    return [np.asarray(a, dtype="float32") for a in chosen]
+
+
+def summary_command(path: str) -> list:
+    """`keras-adntn summary MODEL.keras`: prints the summary table.
+
+    Args:
+        path: the `.keras` file.
+
+    Returns:
+        The rows of `keras_adntn.summary.summary`.
+
+    Raises:
+        CLIError: missing or unreadable model file.
+
+    Example:
+
+    >>> summary_command("model.keras")  # doctest: +SKIP
+    """
+    from keras_adntn.summary import summary
+
+    model = _load_model(path)
+    return summary(model)
+
+
+def export_command(
+    path: str,
+    output: str,
+    mode: str = "cached",
+    quantize: str | None = None,
+    data: str | None = None,
+):
+    """`keras-adntn export ...`: writes the LiteRT file, prints its report.
+
+    Args:
+        path: the `.keras` file.
+        output: the `.tflite` file to write.
+        mode: `"cached"` or `"on_the_fly"`.
+        quantize: None, `"int8"` or `"float16"`.
+        data: `.npz` of calibration inputs (needed for `"int8"`): key `x`,
+            or one array per model input, samples along axis 0.
+
+    Returns:
+        The `ExportReport` of `keras_adntn.export.export_litert`.
+
+    Raises:
+        CLIError: missing files, wrong formats, data that does not fit the
+            model, or a failed conversion.
+
+    Example:
+
+    >>> export_command("m.keras", "m.tflite", "on_the_fly")  # doctest: +SKIP
+    """
+    from keras_adntn.export import export_litert
+
+    if quantize == "int8" and data is None:
+        raise CLIError("--quantize int8 needs calibration inputs: --data X.npz")
+    out_dir = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(out_dir):
+        raise CLIError(f"output directory does not exist: {out_dir}")
+    model = _load_model(path)
+    samples = None if data is None else _load_data(data, model)
+    if samples is not None and len(samples) == 1:
+        samples = samples[0]
+    try:
+        report = export_litert(
+            model,
+            output,
+            mode=mode,
+            quantize=quantize,
+            representative_dataset=samples,
+        )
+    except (ValueError, RuntimeError, ImportError) as e:
+        lines = str(e).strip().splitlines()
+        raise CLIError("export failed: " + (lines[-1] if lines else repr(e)))
+    print(report)
+    return report
+
+
 def main(argv=None) -> int:
+    """Entry point of `keras-adntn`; returns the exit status.
+
+    Args:
+        argv: arguments (default `sys.argv[1:]`).
+
+    Returns:
+        0 on success, 2 on a usage error (reported on stderr).
+
+    Example:
+
+    >>> main(["summary", "model.keras"])  # doctest: +SKIP
+    0
+    """
     parser = argparse.ArgumentParser(
         prog="keras-adntn",
         description="Keras layers with tensor-network-generated weights.",
@@ -71,11 +240,35 @@ def main(argv=None) -> int:
     run = sub.add_parser("demo", help="train dense vs compressed on digits")
     run.add_argument("--epochs", type=int, default=30)
     run.add_argument("--width", type=int, default=256)
+    show = sub.add_parser(
+        "summary", help="dense vs stored parameters of a .keras model"
+    )
+    show.add_argument("model", help="path of a .keras model")
+    export = sub.add_parser("export", help="export a .keras model to LiteRT")
+    export.add_argument("model", help="path of a .keras model")
+    export.add_argument("output", help="path of the .tflite file to write")
+    export.add_argument(
+        "--mode", default="cached", choices=["cached", "on_the_fly"]
+    )
+    export.add_argument("--quantize", default=None, choices=["int8", "float16"])
+    export.add_argument(
+        "--data", default=None, help=".npz of calibration inputs (int8)"
+    )
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        if args.epochs < 1 or args.width < 1:
-            parser.error("--epochs and --width must be >= 1")
-        demo(args.epochs, args.width)
+    try:
+        if args.command == "demo":
+            if args.epochs < 1 or args.width < 1:
+                parser.error("--epochs and --width must be >= 1")
+            demo(args.epochs, args.width)
+        elif args.command == "summary":
+            summary_command(args.model)
+        elif args.command == "export":
+            export_command(
+                args.model, args.output, args.mode, args.quantize, args.data
+            )
+    except CLIError as e:
+        print(f"keras-adntn {args.command}: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

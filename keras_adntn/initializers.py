@@ -3,21 +3,27 @@
 - latent root: `N(0, sigma0**2)`, sigma0 = 1;
 - hidden cores (followed by a nonlinearity): He normal,
   `std = gain * sqrt(1 / fan_in)`, gain**2 = 2 for ELU/GELU/SiLU/ReLU-like
-  activations, 1 otherwise;
+  activations, 1 otherwise; a package activation
+  (`keras_adntn.activations`) gives its own gain (PReLU: `2 / (1 + a**2)`)
+  and may draw its hidden cores itself (SIREN: uniform in
+  `+-sqrt(6 / fan_in) / omega0`);
 - read-out cores (last level, linear): Glorot normal,
   `std = sqrt(2 / (fan_in + fan_out))`;
 - disentanglers: identity plus `1e-2 * N(0, 1)`.
 
 Calibration then runs the network once in NumPy: each level's pre-activation
-is rescaled to RMS 1 (through that level's cores, which it is linear in), and
-the last level to the standard deviation the replaced Keras layer would have
-had (`glorot_uniform`: `sqrt(2 / (fan_in + fan_out))`).
+is rescaled to RMS 1 (SIREN: `1 / omega0`) through that level's cores,
+which it is linear in, and the last level to the standard deviation the
+replaced Keras layer would have had (`glorot_uniform`:
+`sqrt(2 / (fan_in + fan_out))`).
 """
 
 import math
 
 import keras
 import numpy as np
+
+from keras_adntn import activations as tn_activations
 
 RELU_LIKE = {"elu", "gelu", "relu", "silu", "swish", "leaky_relu", "selu"}
 DISENTANGLER_NOISE = 1e-2
@@ -29,6 +35,12 @@ def glorot_std(fan_in: int, fan_out: int) -> float:
     return math.sqrt(2.0 / (fan_in + fan_out))
 
 
+def _get_activation(identifier):
+    """A package activation (`keras_adntn.activations`) or a Keras one."""
+    found = tn_activations.get(identifier)
+    return keras.activations.get(identifier) if found is None else found
+
+
 def resolve_activations(identifier, count: int) -> list:
     """One activation callable per hidden level."""
     if isinstance(identifier, (list, tuple)):
@@ -37,8 +49,8 @@ def resolve_activations(identifier, count: int) -> list:
                 f"`generator_activation` as a list needs one entry per "
                 f"hidden level ({count}), got {len(identifier)}."
             )
-        return [keras.activations.get(a) for a in identifier]
-    return [keras.activations.get(identifier)] * count
+        return [_get_activation(a) for a in identifier]
+    return [_get_activation(identifier)] * count
 
 
 def serialize_activations(identifier):
@@ -47,13 +59,28 @@ def serialize_activations(identifier):
         return [serialize_activations(a) for a in identifier]
     if identifier is None or isinstance(identifier, str):
         return identifier
+    if isinstance(identifier, dict):
+        return identifier
+    if isinstance(identifier, tn_activations.GeneratorActivation):
+        return tn_activations.serialize(identifier)
     return keras.activations.serialize(identifier)
 
 
 def gain_squared(activation) -> float:
     """He gain**2 for the activation that follows a hidden core."""
+    if isinstance(activation, tn_activations.GeneratorActivation):
+        return activation.gain_squared()
     name = getattr(activation, "__name__", "")
     return 2.0 if name in RELU_LIKE else 1.0
+
+
+def level_activations(network) -> dict:
+    """The activation that ends each hidden level, `{level: activation}`."""
+    return {
+        stage[1]: network.activations[stage[2]]
+        for stage in network.plan
+        if stage[0] == "end_level" and stage[2] is not None
+    }
 
 
 def level_gains(network) -> dict:
@@ -65,9 +92,20 @@ def level_gains(network) -> dict:
     return gains
 
 
-def draw_core(rng, spec, groups: int, gains: dict) -> np.ndarray:
-    """Draws one core `(groups, *spec.shape)` following the policy."""
+def draw_core(
+    rng, spec, groups: int, gains: dict, activations: dict | None = None
+) -> np.ndarray:
+    """Draws one core `(groups, *spec.shape)` following the policy.
+
+    `activations` (`{level: activation}`) lets an activation with its own
+    rule (SIREN) draw the hidden cores of its level.
+    """
     shape = (groups, *spec.shape)
+    act = (activations or {}).get(spec.level)
+    if spec.kind == "hidden" and hasattr(act, "draw_hidden"):
+        drawn = act.draw_hidden(rng, shape, spec.fan_in)
+        if drawn is not None:
+            return drawn
     if spec.kind == "gate":
         eye = np.eye(spec.shape[0]).reshape(spec.shape)
         return eye + DISENTANGLER_NOISE * rng.standard_normal(shape)
@@ -92,6 +130,7 @@ def calibrate(network, values: dict) -> bool:
     cores = {k: xp.convert(v) for k, v in values.items()}
     mask = network.valid_mask
     g = network.groups
+    acts = level_activations(network)
 
     def hook(level, final, state):
         scaled = [
@@ -112,7 +151,8 @@ def calibrate(network, values: dict) -> bool:
             wanted = float(network.target_std)
         else:
             current = np.sqrt(np.mean(np.square(state), axis=1))
-            wanted = 1.0
+            wanted = getattr(acts.get(level), "preactivation_rms", None)
+            wanted = 1.0 if wanted is None else wanted()
         ok = np.isfinite(current) & (current > 0)
         factor = np.where(ok, wanted / np.where(ok, current, 1.0), 1.0)
         per_core = factor ** (1.0 / len(scaled))

@@ -127,6 +127,7 @@ class GeneratorNetwork(keras.layers.Layer):
             1 for s in self.plan if s[0] == "end_level" and s[2] is not None
         )
         self.activations = tn_init.resolve_activations(activation, n_act)
+        self._act_params = self._activation_param_specs()
 
     # -- topology, filled by subclasses -------------------------------------
     def _make_plan(self):
@@ -161,10 +162,29 @@ class GeneratorNetwork(keras.layers.Layer):
                 k += 1
         self.plan.append(("cycle", blocks))
 
+    def _activation_param_specs(self):
+        """`{act index: {param: weight name}}` of learnable activations."""
+        specs = {}
+        for stage in self.plan:
+            if stage[0] != "end_level" or stage[2] is None:
+                continue
+            fn = self.activations[stage[2]]
+            names = getattr(fn, "param_shapes", None) or {}
+            if names:
+                specs[stage[2]] = {p: f"act{stage[1]}_{p}" for p in names}
+        return specs
+
     @property
     def num_params(self) -> int:
         """Trainable generator parameters (all groups)."""
-        return self.groups * sum(math.prod(c.shape) for c in self.cores)
+        acts = sum(
+            self.activations[i].param_shapes[p]
+            for i, names in self._act_params.items()
+            for p in names
+        )
+        return self.groups * (
+            sum(math.prod(c.shape) for c in self.cores) + acts
+        )
 
     def schedule(self) -> str:
         """A readable listing of the contraction schedule."""
@@ -225,8 +245,25 @@ class GeneratorNetwork(keras.layers.Layer):
                 if hook is not None:
                     state = hook(level, index == last, state)
                 if act is not None:
-                    state = xp.activate(self.activations[act], state)
+                    fn = self.activations[act]
+                    if self._act_params.get(act):
+                        fn = fn.bind(self._bind_params(act, cores, xp))
+                    state = xp.activate(fn, state)
         return state
+
+    def _bind_params(self, act, cores, xp):
+        """A learnable activation's coefficients: from `cores` (the
+        network's weights) or, where absent (calibration), initial ones."""
+        initial = None
+        params = {}
+        for param, name in self._act_params[act].items():
+            if name in cores:
+                params[param] = cores[name]
+                continue
+            if initial is None:
+                initial = self.activations[act].initial_params(self.groups)
+            params[param] = xp.convert(initial[param])
+        return params
 
     def _shape(self, name):
         for c in self.cores:
@@ -237,7 +274,7 @@ class GeneratorNetwork(keras.layers.Layer):
     def generate(self, xp=None):
         """Runs the network; returns `(groups, radix**num_modes)` float32."""
         xp = KerasOps() if xp is None else xp
-        cores = {c.name: xp.convert(self._vars[c.name]) for c in self.cores}
+        cores = {name: xp.convert(v) for name, v in self._vars.items()}
         return self._run(cores, xp)
 
     # -- weights ------------------------------------------------------------
@@ -253,6 +290,16 @@ class GeneratorNetwork(keras.layers.Layer):
                 dtype="float32",
                 autocast=False,
             )
+        for act, names in self._act_params.items():
+            initial = self.activations[act].initial_params(self.groups)
+            for param, name in names.items():
+                self._vars[name] = self.add_weight(
+                    name=name,
+                    shape=initial[param].shape,
+                    initializer=_constant(initial[param]),
+                    dtype="float32",
+                    autocast=False,
+                )
         self.built = True
 
     def initial_values(self):
@@ -262,9 +309,10 @@ class GeneratorNetwork(keras.layers.Layer):
             seed = int(np.random.randint(0, 2**31 - 1))
         rng = np.random.default_rng(seed)
         gains = tn_init.level_gains(self)
+        acts = tn_init.level_activations(self)
         for _ in range(MAX_DRAWS):
             values = {
-                c.name: tn_init.draw_core(rng, c, self.groups, gains)
+                c.name: tn_init.draw_core(rng, c, self.groups, gains, acts)
                 for c in self.cores
             }
             # A draw can be dead (e.g. ReLU with bond_dim 1 zeroes a whole

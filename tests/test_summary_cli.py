@@ -1,0 +1,166 @@
+"""`keras_adntn.summary` and the `summary` / `export` CLI commands."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from keras_adntn import TNConv2D
+from keras_adntn import TNDense
+from keras_adntn import TNMultiHeadAttention
+from keras_adntn.cli import main
+from keras_adntn.summary import summary
+
+
+def _model():
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            TNConv2D(8, 3, seed=0),
+            keras.layers.Flatten(),
+            TNDense(32, generator_activation="prelu", seed=0),
+            keras.layers.Dense(4),
+        ]
+    )
+
+
+@pytest.fixture
+def saved(tmp_path):
+    path = os.path.join(tmp_path, "model.keras")
+    _model().save(path)
+    return path
+
+
+def test_summary_rows_and_totals():
+    model = _model()
+    lines = []
+    rows = summary(model, print_fn=lines.append)
+    assert [r["type"] for r in rows] == [
+        "TNConv2D",
+        "Flatten",
+        "TNDense",
+        "Dense",
+        "",
+    ]
+    conv, flat, tn, dense, total = rows
+    assert conv["dense_params"] == model.layers[0].dense_params
+    assert tn["dense_params"] == 288 * 32 + 32
+    assert tn["stored_params"] == model.layers[2].count_params()
+    assert tn["ratio"] > 10 and dense["ratio"] == 1.0
+    assert flat["stored_params"] == 0 and flat["ratio"] == 1.0
+    assert total["stored_params"] == model.count_params()
+    assert total["bytes"] == 4 * model.count_params()
+    assert total["dense_params"] == sum(r["dense_params"] for r in rows[:-1])
+    assert any("TNDense" in line for line in lines)
+    assert "total" in lines[-1]
+
+
+def test_summary_attention_and_nested():
+    q = keras.Input((6, 16))
+    out = TNMultiHeadAttention(2, 8, seed=0)(q, q)
+    inner = keras.Model(q, out, name="inner")
+    outer = keras.Sequential([keras.Input((6, 16)), inner])
+    rows = summary(outer, print_fn=None)
+    att = [r for r in rows if r["type"] == "TNMultiHeadAttention"]
+    assert len(att) == 1 and att[0]["name"].startswith("inner/")
+    layer = inner.layers[-1]
+    assert att[0]["dense_params"] == layer.dense_params
+    with pytest.raises(ValueError):
+        summary(object())
+
+
+def test_cli_summary(saved, capsys):
+    assert main(["summary", saved]) == 0
+    out = capsys.readouterr().out
+    assert "TNDense" in out and "TNConv2D" in out and "total" in out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["summary", "missing.keras"], "not found"),
+        (["summary", "{data}"], ".keras"),
+        (["summary", "{bad}"], "not a Keras"),
+        (["export", "{model}", "{out}", "--quantize", "int8"], "--data"),
+        (
+            [
+                "export",
+                "{model}",
+                "{out}",
+                "--quantize",
+                "int8",
+                "--data",
+                "{wrong}",
+            ],
+            "shape",
+        ),
+        (
+            [
+                "export",
+                "{model}",
+                "{out}",
+                "--quantize",
+                "int8",
+                "--data",
+                "{bad}",
+            ],
+            ".npz",
+        ),
+        (["export", "{model}", "/no/such/dir/out.tflite"], "directory"),
+        (["export", "missing.keras", "{out}"], "not found"),
+    ],
+)
+def test_cli_errors_exit_cleanly(args, message, saved, tmp_path, capsys):
+    data = os.path.join(tmp_path, "data.npz")
+    wrong = os.path.join(tmp_path, "wrong.npz")
+    bad = os.path.join(tmp_path, "bad.keras")
+    np.savez(data, x=np.zeros((4, 8, 8, 3), "f4"))
+    np.savez(wrong, x=np.zeros((4, 5), "f4"))
+    with open(bad, "w") as f:
+        f.write("not a zip")
+    names = dict(
+        model=saved,
+        out=os.path.join(tmp_path, "out.tflite"),
+        data=data,
+        wrong=wrong,
+        bad=bad,
+    )
+    argv = [a.format(**names) for a in args]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and message in err
+    assert "Traceback" not in err
+
+
+def test_cli_export(saved, tmp_path, capsys):
+    """A real conversion under TensorFlow (the other backends convert in a
+    TensorFlow subprocess, covered by test_export.py)."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("real conversion tested on the tensorflow backend")
+    pytest.importorskip("ai_edge_litert")
+    out = os.path.join(tmp_path, "model.tflite")
+    assert main(["export", saved, out, "--mode", "on_the_fly"]) == 0
+    assert os.path.getsize(out) > 0
+    assert "on_the_fly" in capsys.readouterr().out
+
+
+def test_cli_export_passes_arguments(saved, tmp_path, monkeypatch):
+    import keras_adntn.export
+
+    calls = []
+
+    def fake(model, path, mode, quantize, representative_dataset):
+        calls.append((model, path, mode, quantize, representative_dataset))
+        return "report"
+
+    monkeypatch.setattr(keras_adntn.export, "export_litert", fake)
+    data = os.path.join(tmp_path, "data.npz")
+    np.savez(data, x=np.ones((5, 8, 8, 3), "f8"))
+    out = os.path.join(tmp_path, "q.tflite")
+    argv = ["export", saved, out, "--mode", "cached", "--quantize", "int8"]
+    assert main(argv + ["--data", data]) == 0
+    model, path, mode, quantize, samples = calls[0]
+    assert isinstance(model, keras.Model) and path == out
+    assert (mode, quantize) == ("cached", "int8")
+    assert samples.shape == (5, 8, 8, 3) and samples.dtype == np.float32
