@@ -29,14 +29,22 @@ def _digits():
     )
 
 
-def demo(epochs: int = 30, width: int = 256) -> list:
-    """Trains a dense and compressed digits MLPs; prints a comparison."""
+def demo(
+    epochs: int = 30, width: int = 256, out_dir: str = "adntn_demo"
+) -> list:
+    """The main job: dense vs compressed digits MLPs, LiteRT, a plot.
+
+    Trains the dense baseline and one model per generator network, prints
+    the comparison table, exports the ttn model to LiteRT in both modes and
+    checks each file against Keras with the LiteRT interpreter, and writes
+    `out_dir/demo.png` (accuracy vs stored parameters).
+    """
     import keras
 
     from keras_adntn import TNDense
 
     x_train, x_test, y_train, y_test = _digits()
-    rows = []
+    rows, models = [], {}
     for kind in ["dense", "ttn", "attn", "mera", "brickwall", "mpo"]:
         keras.utils.set_random_seed(0)
         if kind == "dense":
@@ -56,6 +64,7 @@ def demo(epochs: int = 30, width: int = 256) -> list:
         seconds = time.perf_counter() - start
         _, accuracy = model.evaluate(x_test, y_test, verbose=0)
         params = hidden.count_params()
+        models[kind] = model
         rows.append((kind, params, 64 * width + width, accuracy, seconds))
         print(
             f"  trained {kind:<9} hidden layer: {params:>6} parameters, "
@@ -69,7 +78,63 @@ def demo(epochs: int = 30, width: int = 256) -> list:
         print(
             f"{kind:<12} {params:>8} {dense / params:>7.1f}x {accuracy:>9.3f}"
         )
+    os.makedirs(out_dir, exist_ok=True)
+    _demo_export(models["ttn"], x_test, out_dir)
+    _demo_plot(rows, os.path.join(out_dir, "demo.png"))
     return rows
+
+
+def _demo_export(model, x_test, out_dir):
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    from keras_adntn.export import export_litert
+
+    print()
+    print("LiteRT export of the ttn model (parity on 50 test digits):")
+    expected = model.predict(x_test[:50], verbose=0)
+    for mode in ["cached", "on_the_fly"]:
+        path = os.path.join(out_dir, f"digits_ttn_{mode}.tflite")
+        report = export_litert(model, path, mode=mode)
+        interpreter = Interpreter(model_path=path)
+        interpreter.allocate_tensors()
+        inp = interpreter.get_input_details()[0]["index"]
+        out = interpreter.get_output_details()[0]["index"]
+        got = []
+        for x in x_test[:50]:
+            interpreter.set_tensor(inp, x[None].astype("float32"))
+            interpreter.invoke()
+            got.append(interpreter.get_tensor(out)[0])
+        error = np.abs(np.array(got) - expected).max() / np.abs(expected).max()
+        ops = ", ".join(sorted(report.ops))
+        print(
+            f"  {mode:<10} {report.file_bytes:>8} bytes  parity "
+            f"{error:.1e} ({'ok' if error <= 1e-4 else 'FAILED'})  ops: {ops}"
+        )
+
+
+def _demo_plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for kind, params, _, accuracy, _ in rows:
+        ax.scatter(params, 100 * accuracy)
+        ax.annotate(
+            kind,
+            (params, 100 * accuracy),
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("stored parameters of the hidden layer")
+    ax.set_ylabel("digits test accuracy (%)")
+    ax.set_title("Dense vs generated hidden layer")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"\nplot written to {path}")
 
 
 class CLIError(Exception):
@@ -240,6 +305,7 @@ def main(argv=None) -> int:
     run = sub.add_parser("demo", help="train dense vs compressed on digits")
     run.add_argument("--epochs", type=int, default=30)
     run.add_argument("--width", type=int, default=256)
+    run.add_argument("--out", default="adntn_demo", help="output folder")
     show = sub.add_parser(
         "summary", help="dense vs stored parameters of a .keras model"
     )
@@ -259,7 +325,7 @@ def main(argv=None) -> int:
         if args.command == "demo":
             if args.epochs < 1 or args.width < 1:
                 parser.error("--epochs and --width must be >= 1")
-            demo(args.epochs, args.width)
+            demo(args.epochs, args.width, args.out)
         elif args.command == "summary":
             summary_command(args.model)
         elif args.command == "export":

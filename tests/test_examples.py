@@ -36,3 +36,17 @@ def test_deploy_litert_runs(tmp_path):
     sizes = load("deploy_litert").main(str(tmp_path), epochs=3)
     assert sizes["on_the_fly"][0] < sizes["cached"][0]
     assert abs(sizes["on_the_fly"][1] - sizes["cached"][1]) < 0.02
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="the demo exports through a TensorFlow subprocess elsewhere",
+)
+def test_demo_main_job_runs(tmp_path, capsys):
+    from keras_adntn.cli import main
+
+    out = str(tmp_path / "demo")
+    assert main(["demo", "--epochs", "1", "--width", "32", "--out", out]) == 0
+    printed = capsys.readouterr().out
+    assert "mpo" in printed and printed.count("(ok)") == 2
+    assert os.path.exists(os.path.join(out, "demo.png"))
