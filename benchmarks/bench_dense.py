@@ -6,7 +6,8 @@ Run once per backend, e.g.
 
 Both models are `Input(width) -> layer(width)`, trained with Adam on MSE,
 batch 128, `jit_compile=True` where the backend supports it (TensorFlow,
-JAX). Times are medians over repeated calls after a warm-up; the ratio is
+JAX), or without XLA with `--eager` (jit vs eager). Times are medians
+over repeated calls after a warm-up; the ratio is
 TNDense time / Dense time, measured in the same run.
 """
 
@@ -57,9 +58,17 @@ def main():
         default=["ttn", "mpo"],
         help="generator networks to time (ttn attn mera brickwall mpo)",
     )
+    parser.add_argument(
+        "--eager",
+        action="store_true",
+        help="jit_compile=False (default: True on TensorFlow and JAX)",
+    )
     args = parser.parse_args()
     backend = keras.backend.backend()
-    jit = backend in ("tensorflow", "jax")
+    if args.eager or backend == "torch":
+        jit = False
+    else:
+        jit = True
     print(f"backend={backend} jit_compile={jit} batch={args.batch}")
     header = (
         f"{'width':>6} {'layer':<10} {'params':>9} {'step ms':>9} "
