@@ -27,7 +27,8 @@ def make_data(n: int, length: int = 16, vocab: int = 8, seed: int = 0):
 def build(length: int = 16, vocab: int = 8, dim: int = 32) -> keras.Model:
     tokens = keras.Input((length,), dtype="int32")
     h = keras.layers.Embedding(vocab, dim)(tokens)
-    positions = keras.ops.arange(length)
+    # derived from the symbolic input so it stays part of the graph
+    positions = keras.ops.zeros_like(tokens) + keras.ops.arange(length)
     h = h + keras.layers.Embedding(length, dim)(positions)
     attended = TNMultiHeadAttention(num_heads=4, key_dim=8, seed=0)(h, h)
     h = keras.layers.LayerNormalization()(h + attended)
@@ -48,7 +49,11 @@ def main(epochs: int = 15) -> list:
     history = model.fit(
         x, y, validation_split=0.2, epochs=epochs, batch_size=64, verbose=2
     )
-    attention = model.layers[4]
+    attention = next(
+        layer
+        for layer in model.layers
+        if isinstance(layer, TNMultiHeadAttention)
+    )
     print(
         f"attention: {attention.count_params()} stored parameters "
         f"(dense equivalent {attention.dense_params})"
