@@ -2,6 +2,10 @@
 
 import math
 
+from keras import constraints
+from keras import initializers
+from keras import regularizers
+
 from keras_adntn import _compute
 from keras_adntn import initializers as tn_init
 from keras_adntn import networks
@@ -93,3 +97,23 @@ def generate_kernel(tensorization, network, xp=None):
 def dense_count(*dims) -> int:
     """Number of entries of a dense weight of shape `dims`."""
     return math.prod(dims)
+
+
+def generator_config(layer) -> dict:
+    """Config entries of the generator and bias arguments TN layers share."""
+    return {
+        "network": layer.network,
+        "bond_dim": layer.bond_dim,
+        "radix": layer.radix,
+        "latent_order": layer.latent_order,
+        "depth": layer.depth,
+        "generator_activation": tn_init.serialize_activations(
+            layer.generator_activation
+        ),
+        "mode_order": layer.mode_order,
+        "seed": layer.seed,
+        "bias_initializer": initializers.serialize(layer.bias_initializer),
+        "bias_regularizer": regularizers.serialize(layer.bias_regularizer),
+        "bias_constraint": constraints.serialize(layer.bias_constraint),
+        "core_regularizer": regularizers.serialize(layer.core_regularizer),
+    }

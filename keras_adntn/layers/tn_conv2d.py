@@ -346,27 +346,8 @@ class TNConv2D(keras.layers.Layer):
                 "groups": self.conv_groups,
                 "activation": activations.serialize(self.activation),
                 "use_bias": self.use_bias,
-                "network": self.network,
-                "bond_dim": self.bond_dim,
-                "radix": self.radix,
-                "latent_order": self.latent_order,
-                "depth": self.depth,
-                "generator_activation": common.tn_init.serialize_activations(
-                    self.generator_activation
-                ),
                 "generator_groups": self.generator_groups,
-                "mode_order": self.mode_order,
-                "seed": self.seed,
-                "bias_initializer": initializers.serialize(
-                    self.bias_initializer
-                ),
-                "bias_regularizer": regularizers.serialize(
-                    self.bias_regularizer
-                ),
-                "bias_constraint": constraints.serialize(self.bias_constraint),
-                "core_regularizer": regularizers.serialize(
-                    self.core_regularizer
-                ),
             }
         )
+        config.update(common.generator_config(self))
         return config

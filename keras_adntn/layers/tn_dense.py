@@ -195,29 +195,10 @@ class TNDense(keras.layers.Layer):
         config.update(
             {
                 "units": self.units,
-                "network": self.network,
-                "bond_dim": self.bond_dim,
-                "radix": self.radix,
-                "latent_order": self.latent_order,
-                "depth": self.depth,
                 "activation": activations.serialize(self.activation),
-                "generator_activation": common.tn_init.serialize_activations(
-                    self.generator_activation
-                ),
                 "use_bias": self.use_bias,
                 "groups": self.groups,
-                "mode_order": self.mode_order,
-                "seed": self.seed,
-                "bias_initializer": initializers.serialize(
-                    self.bias_initializer
-                ),
-                "bias_regularizer": regularizers.serialize(
-                    self.bias_regularizer
-                ),
-                "bias_constraint": constraints.serialize(self.bias_constraint),
-                "core_regularizer": regularizers.serialize(
-                    self.core_regularizer
-                ),
             }
         )
+        config.update(common.generator_config(self))
         return config

@@ -757,29 +757,10 @@ class TNMultiHeadAttention(keras.layers.Layer):
                 "output_shape": self._output_shape,
                 "attention_axes": self.attention_axes,
                 "joint_qkv": self.joint_qkv,
-                "network": self.network,
-                "bond_dim": self.bond_dim,
-                "radix": self.radix,
-                "latent_order": self.latent_order,
-                "depth": self.depth,
-                "generator_activation": tn_init.serialize_activations(
-                    self.generator_activation
-                ),
                 "groups": self.groups,
-                "mode_order": self.mode_order,
-                "seed": self.seed,
-                "bias_initializer": initializers.serialize(
-                    self.bias_initializer
-                ),
-                "bias_regularizer": regularizers.serialize(
-                    self.bias_regularizer
-                ),
-                "bias_constraint": constraints.serialize(self.bias_constraint),
-                "core_regularizer": regularizers.serialize(
-                    self.core_regularizer
-                ),
             }
         )
+        config.update(common.generator_config(self))
         return config
 
 
