@@ -61,7 +61,9 @@ def build_generator(
 ):
     """Tensorization and built network for kernels of shape `dims`.
 
-    The network's output is calibrated to the standard deviation that
+    The layer's `core_regularizer` (if any) is attached to every trainable
+    variable of the network. The network's output is calibrated to the
+    standard deviation that
     `glorot_uniform` would give a kernel with these fans. `groups` is the
     number of generator groups (`None`: `layer.groups`).
     """
@@ -81,6 +83,9 @@ def build_generator(
         name=name,
     )
     network.build()
+    if getattr(layer, "core_regularizer", None) is not None:
+        for variable in network.trainable_variables:
+            variable.regularizer = layer.core_regularizer
     return tensorization, network
 
 

@@ -261,9 +261,6 @@ class TNConv2D(keras.layers.Layer):
             name=self.network,
             groups=g,
         )
-        if self.core_regularizer is not None:
-            for variable in self.generator.trainable_variables:
-                variable.regularizer = self.core_regularizer
         if self.use_bias:
             self.bias = self.add_weight(
                 name="bias",

@@ -141,9 +141,6 @@ class TNDense(keras.layers.Layer):
             self.units,
             name=self.network,
         )
-        if self.core_regularizer is not None:
-            for variable in self.generator.trainable_variables:
-                variable.regularizer = self.core_regularizer
         if self.use_bias:
             self.bias = self.add_weight(
                 name="bias",

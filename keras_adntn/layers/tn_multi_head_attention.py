@@ -265,24 +265,14 @@ class TNMultiHeadAttention(keras.layers.Layer):
     # -- build -----------------------------------------------------------------
     def _generator(self, offset, dims, fan_in, fan_out, name):
         seed = None if self.seed is None else int(self.seed) + offset
-        tensorization, generator = common.build_generator(
+        return common.build_generator(
             _Seeded(self, seed), dims, fan_in, fan_out, name=name
         )
-        if self.core_regularizer is not None:
-            for variable in generator.trainable_variables:
-                variable.regularizer = self.core_regularizer
-        return tensorization, generator
 
     def build(self, query_shape, value_shape, key_shape=None):
-        query_shape = tuple(query_shape)
-        value_shape = tuple(value_shape)
-        key_shape = value_shape if key_shape is None else tuple(key_shape)
-        if value_shape[1:-1] != key_shape[1:-1]:
-            raise ValueError(
-                f"All dimensions of `value` and `key`, except the last one, "
-                f"must be equal; got value_shape={value_shape}, "
-                f"key_shape={key_shape}."
-            )
+        query_shape, value_shape, key_shape = _check_shapes(
+            query_shape, value_shape, key_shape
+        )
         if len(query_shape) < 3:
             raise ValueError(
                 f"TNMultiHeadAttention expects inputs of rank >= 3 (batch, "
@@ -695,15 +685,9 @@ class TNMultiHeadAttention(keras.layers.Layer):
 
     # -- shapes and config -----------------------------------------------------
     def compute_output_shape(self, query_shape, value_shape, key_shape=None):
-        query_shape = tuple(query_shape)
-        value_shape = tuple(value_shape)
-        key_shape = value_shape if key_shape is None else tuple(key_shape)
-        if value_shape[1:-1] != key_shape[1:-1]:
-            raise ValueError(
-                f"All dimensions of `value` and `key`, except the last one, "
-                f"must be equal; got value_shape={value_shape}, "
-                f"key_shape={key_shape}."
-            )
+        query_shape, value_shape, key_shape = _check_shapes(
+            query_shape, value_shape, key_shape
+        )
         if self._output_shape:
             return query_shape[:-1] + self._output_shape
         return query_shape
@@ -779,3 +763,17 @@ def _causal_mask(query, value):
     rows = ops.cumsum(ones, axis=-2)
     cols = ops.cumsum(ones, axis=-1)
     return ops.greater_equal(rows, cols)
+
+
+def _check_shapes(query_shape, value_shape, key_shape):
+    """Shapes as tuples (`key` defaults to `value`), checked for agreement."""
+    query_shape = tuple(query_shape)
+    value_shape = tuple(value_shape)
+    key_shape = value_shape if key_shape is None else tuple(key_shape)
+    if value_shape[1:-1] != key_shape[1:-1]:
+        raise ValueError(
+            f"All dimensions of `value` and `key`, except the last one, "
+            f"must be equal; got value_shape={value_shape}, "
+            f"key_shape={key_shape}."
+        )
+    return query_shape, value_shape, key_shape
