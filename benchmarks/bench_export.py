@@ -5,6 +5,8 @@ Two workloads:
 - digits: sklearn `load_digits` (8x8 images, 64 features), an MLP
   `Input(64) -> TNDense(256, relu, bond_dim=4) -> Dense(10)` against the
   same MLP with a `keras.layers.Dense(256)`; accuracy on a held-out 30 %.
+  A third MLP trains the TNDense with `kernel_quantization="int8"`
+  (quantisation-aware training) for the "cached int8 (QAT)" row.
 - 4096: one `TNDense(4096)` on a 4096-dim input (176 core parameters plus
   the 4096 bias) against `keras.layers.Dense(4096)`.
 
@@ -74,13 +76,23 @@ def digits_models(epochs):
     for name, hidden in [
         ("dense", keras.layers.Dense(256, activation="relu")),
         ("tn", TNDense(256, activation="relu", bond_dim=4, seed=0)),
+        (
+            "tn_qat",
+            TNDense(
+                256,
+                activation="relu",
+                bond_dim=4,
+                seed=0,
+                kernel_quantization="int8",
+            ),
+        ),
     ]:
         keras.utils.set_random_seed(0)
         model = keras.Sequential(
             [keras.Input((64,)), hidden, keras.layers.Dense(10)]
         )
         model.compile(
-            keras.optimizers.Adam(1e-2 if name == "tn" else 1e-3),
+            keras.optimizers.Adam(1e-3 if name == "dense" else 1e-2),
             keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         )
         model.fit(x_train, y_train, epochs=epochs, batch_size=64, verbose=0)
@@ -155,12 +167,14 @@ def main():
         calib = x_train[:200]
         dense, dense_acc = models["dense"]
         tn, tn_acc = models["tn"]
+        qat, qat_acc = models["tn_qat"]
         cases = [
             (dense, "dense", {"mode": "cached"}, dense_acc),
             (dense, "dense int8", {"quantize": "int8"}, dense_acc),
             (tn, "cached", {"mode": "cached"}, tn_acc),
             (tn, "cached float16", {"quantize": "float16"}, tn_acc),
             (tn, "cached int8", {"quantize": "int8"}, tn_acc),
+            (qat, "cached int8 (QAT)", {"quantize": "int8"}, qat_acc),
             (tn, "on_the_fly", {"mode": "on_the_fly"}, tn_acc),
             (
                 tn,
@@ -169,7 +183,10 @@ def main():
                 tn_acc,
             ),
         ]
-        print(f"  Keras accuracy: dense {dense_acc:.4f}, TN {tn_acc:.4f}")
+        print(
+            f"  Keras accuracy: dense {dense_acc:.4f}, TN {tn_acc:.4f}, "
+            f"TN trained with kernel_quantization='int8' {qat_acc:.4f}"
+        )
         for k, (model, variant, kwargs, keras_acc) in enumerate(cases):
             if kwargs.get("quantize") == "int8":
                 kwargs["representative_dataset"] = calib

@@ -8,6 +8,8 @@ from keras_adntn import initializers
 from keras_adntn import losses
 from keras_adntn import networks
 from keras_adntn import regularizers
+from keras_adntn.compress import CompressionReport
+from keras_adntn.compress import compress
 from keras_adntn.distiller import Distiller
 from keras_adntn.dttn import build_dttn
 from keras_adntn.entanglement import plot_entanglement
@@ -28,6 +30,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AIM",
+    "CompressionReport",
     "DistillationLoss",
     "Distiller",
     "ExportReport",
@@ -40,6 +43,7 @@ __all__ = [
     "activations",
     "build_dttn",
     "callbacks",
+    "compress",
     "entanglement",
     "export_litert",
     "initializers",

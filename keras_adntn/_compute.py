@@ -66,6 +66,11 @@ class NumpyOps:
         return x[tuple(slice(0, s) for s in sizes)]
 
     @staticmethod
+    def mask(x, threshold, active):
+        """`x` where `threshold <= active`, 0 elsewhere (growth masks)."""
+        return x * (np.asarray(threshold) <= active).astype(x.dtype)
+
+    @staticmethod
     def activate(fn, x):
         if hasattr(fn, "numpy_call"):  # keras_adntn.activations
             return fn.numpy_call(x)
@@ -109,11 +114,22 @@ class KerasOps:
         return ops.slice(x, [0] * len(sizes), list(sizes))
 
     @staticmethod
+    def mask(x, threshold, active):
+        """`x` where `threshold <= active`, 0 elsewhere (growth masks)."""
+        keep = ops.cast(ops.less_equal(threshold, active), x.dtype)
+        return ops.multiply(x, keep)
+
+    @staticmethod
     def activate(fn, x):
         return fn(x)
 
 
 _DEFAULT_OPS = None
+
+
+def generation_ops_active() -> bool:
+    """Whether a `generation_ops` block (an export trace) is active."""
+    return _DEFAULT_OPS is not None
 
 
 def default_ops():

@@ -3,7 +3,11 @@
 - `keras-adntn demo`: trains dense vs. compressed MLPs on digits;
 - `keras-adntn summary MODEL.keras`: per-layer dense vs. stored parameters;
 - `keras-adntn export MODEL.keras OUT.tflite --mode cached|on_the_fly
-  [--quantize int8|float16 --data DATA.npz]`: LiteRT export.
+  [--quantize int8|float16 --data DATA.npz]`: LiteRT export;
+- `keras-adntn compress MODEL.keras DATA.npz OUT.keras [--network ttn
+  --bond-dim N | --ratio R] [--layers a,b] [--epochs E]`: replaces the
+  largest layers of a trained model with TN layers and fine-tunes it by
+  distillation (`keras_adntn.compress.compress`).
 
 Usage errors (missing or unreadable files, wrong formats, data that does
 not fit the model) print one `error: ...` line and exit with status 2.
@@ -283,6 +287,90 @@ def export_command(
     return report
 
 
+def compress_command(
+    path: str,
+    data: str,
+    output: str,
+    network: str = "ttn",
+    bond_dim: int | None = None,
+    ratio: float | None = None,
+    layers: str | None = None,
+    epochs: int = 10,
+    max_layers: int = 1,
+):
+    """`keras-adntn compress ...`: compresses, saves, prints the report.
+
+    Args:
+        path: the trained `.keras` model.
+        data: `.npz` with arrays `x` and `y` (optionally `x_val`, `y_val`,
+            on which teacher and student are scored).
+        output: the `.keras` file to write the compressed model to.
+        network: generator network of the new layers.
+        bond_dim: bond dimension (default 2 unless `ratio` is given).
+        ratio: target compression ratio instead of `bond_dim`.
+        layers: comma-separated names of the layers to replace (default:
+            the `max_layers` largest).
+        epochs: epochs of distillation fine-tuning.
+        max_layers: how many of the largest layers to replace.
+
+    Returns:
+        The `CompressionReport`.
+
+    Raises:
+        CLIError: missing files, wrong formats, data that does not fit the
+            model, or bad arguments.
+
+    Example:
+
+    >>> compress_command("m.keras", "d.npz", "small.keras")  # doctest: +SKIP
+    """
+    import numpy as np
+
+    from keras_adntn.compress import compress
+
+    if bond_dim is not None and ratio is not None:
+        raise CLIError("give either --bond-dim or --ratio, not both")
+    if not output.endswith(".keras"):
+        raise CLIError(f"the output must end in '.keras', got {output}")
+    out_dir = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(out_dir):
+        raise CLIError(f"output directory does not exist: {out_dir}")
+    if not os.path.isfile(data):
+        raise CLIError(f"data file not found: {data}")
+    model = _load_model(path)
+    try:
+        archive = np.load(data, allow_pickle=False)
+        if not hasattr(archive, "files"):
+            raise ValueError("not an .npz archive")
+        arrays = {k: archive[k] for k in archive.files}
+    except Exception as e:
+        raise CLIError(f"cannot read {data} as an .npz file: {e}")
+    if "x" not in arrays or "y" not in arrays:
+        raise CLIError(
+            f"{data} holds arrays {sorted(arrays)}; expected 'x' and 'y' "
+            f"(optionally 'x_val' and 'y_val')"
+        )
+    names = None if layers is None else [s for s in layers.split(",") if s]
+    try:
+        student, report = compress(
+            model,
+            arrays,
+            network=network,
+            bond_dim=bond_dim,
+            target_ratio=ratio,
+            layers=names,
+            max_layers=max_layers,
+            epochs=epochs,
+        )
+    except ValueError as e:
+        lines = str(e).strip().splitlines()
+        raise CLIError(lines[0] if lines else repr(e))
+    print(report.table())
+    student.save(output)
+    print(f"compressed model written to {output}")
+    return report
+
+
 def main(argv=None) -> int:
     """Entry point of `keras-adntn`; returns the exit status.
 
@@ -320,6 +408,30 @@ def main(argv=None) -> int:
     export.add_argument(
         "--data", default=None, help=".npz of calibration inputs (int8)"
     )
+    small = sub.add_parser(
+        "compress", help="replace the largest layers of a trained model"
+    )
+    small.add_argument("model", help="path of a trained .keras model")
+    small.add_argument("data", help=".npz with arrays x, y [x_val, y_val]")
+    small.add_argument("output", help="path of the .keras file to write")
+    small.add_argument(
+        "--network", default="ttn", help="ttn, attn, mera, brickwall or mpo"
+    )
+    small.add_argument(
+        "--bond-dim", type=int, default=None, help="bond dim (default 2)"
+    )
+    small.add_argument(
+        "--ratio", type=float, default=None, help="target compression ratio"
+    )
+    small.add_argument(
+        "--layers", default=None, help="comma-separated layer names"
+    )
+    small.add_argument(
+        "--max-layers", type=int, default=1, help="largest layers to replace"
+    )
+    small.add_argument(
+        "--epochs", type=int, default=10, help="distillation epochs"
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
@@ -331,6 +443,18 @@ def main(argv=None) -> int:
         elif args.command == "export":
             export_command(
                 args.model, args.output, args.mode, args.quantize, args.data
+            )
+        elif args.command == "compress":
+            compress_command(
+                args.model,
+                args.data,
+                args.output,
+                network=args.network,
+                bond_dim=args.bond_dim,
+                ratio=args.ratio,
+                layers=args.layers,
+                epochs=args.epochs,
+                max_layers=args.max_layers,
             )
     except CLIError as e:
         print(f"keras-adntn {args.command}: error: {e}", file=sys.stderr)

@@ -431,6 +431,9 @@ class _EagerOps(KerasOps):
     def crop(self, x, sizes):
         return self._eager("crop", x, sizes)
 
+    def mask(self, x, threshold, active):
+        return self._eager("mask", x, threshold, active)
+
     def activate(self, fn, x):
         return self._eager("activate", fn, x)
 

@@ -61,7 +61,8 @@ def summary(model: keras.Model, print_fn=print) -> list:
     >>> from keras_adntn import TNDense
     >>> model = keras.Sequential([keras.Input((256,)), TNDense(256)])
     >>> rows = summary(model, print_fn=None)
-    >>> rows[-1]["ratio"] > 100
+    >>> total = rows[-1]
+    >>> total["ratio"] > 100
     True
     """
     layers = getattr(model, "layers", None)

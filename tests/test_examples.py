@@ -28,6 +28,14 @@ def test_attention_model_runs():
     assert len(losses) == 2 and all(v == v for v in losses)
 
 
+def test_compress_trained_model_runs():
+    report = load("compress_trained_model").main(
+        epochs=2, fine_tune_epochs=1, verbose=0
+    )
+    assert [r["name"] for r in report.layers] == ["hidden_2"]
+    assert report.layers[0]["ratio"] > 50
+
+
 @pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",
     reason="exports through a TensorFlow subprocess elsewhere; run once",

@@ -109,6 +109,28 @@ def test_small_tndense_parity(tmp_path, mode, dense_kwargs):
 
 
 @tf_backend_only
+@pytest.mark.parametrize("mode", ["cached", "on_the_fly"])
+def test_cached_execution_and_qat_layers_export(tmp_path, mode):
+    """Layers with `execution="cached"` export like on-the-fly ones (the
+    export generates; no cache variable reaches the file) and QAT kernels
+    keep parity."""
+    model = keras.Sequential(
+        [
+            keras.Input((32,)),
+            TNDense(64, seed=1, activation="relu", execution="cached"),
+            TNDense(8, seed=2, kernel_quantization="int8"),
+        ]
+    )
+    model.predict(_inputs((4, 32)), verbose=0)  # fills the cache
+    report = export_litert(model, tmp_path / "m.tflite", mode=mode)
+    assert _rel_error(model, report.path, _inputs((4, 32))) <= PARITY
+    _assert_builtin_tflm(report)
+    if mode == "on_the_fly":
+        assert report.stored_bytes < 4 * (32 * 64 + 64 * 8)
+    assert report.layers[0].params == model.layers[0].count_params()
+
+
+@tf_backend_only
 @pytest.mark.parametrize("network", NETWORKS)
 def test_on_the_fly_every_network(tmp_path, network):
     model = keras.Sequential(

@@ -80,6 +80,7 @@ def build_generator(
         seed=layer.seed,
         target_std=tn_init.glorot_std(fan_in, fan_out),
         valid_mask=tensorization.valid_mask(),
+        max_bond_dim=getattr(layer, "max_bond_dim", None),
         name=name,
     )
     network.build()
@@ -109,6 +110,7 @@ def generator_config(layer) -> dict:
     return {
         "network": layer.network,
         "bond_dim": layer.bond_dim,
+        "max_bond_dim": getattr(layer, "max_bond_dim", None),
         "radix": layer.radix,
         "latent_order": layer.latent_order,
         "depth": layer.depth,
@@ -122,3 +124,67 @@ def generator_config(layer) -> dict:
         "bias_constraint": constraints.serialize(layer.bias_constraint),
         "core_regularizer": regularizers.serialize(layer.core_regularizer),
     }
+
+
+# -- growth (SPEC §7) ---------------------------------------------------------
+GROWTH_NOISE = networks.base.GROWTH_NOISE
+
+
+def check_max_bond_dim(max_bond_dim, bond_dim):
+    """Validates a layer's `max_bond_dim`: None or an int >= `bond_dim`."""
+    return networks.base.check_max_bond_dim(max_bond_dim, bond_dim)
+
+
+def generators(layer) -> list:
+    """The generator networks of a built TN layer, in attribute order."""
+    return [
+        sub
+        for sub in layer._flatten_layers(include_self=False, recursive=False)
+        if isinstance(sub, networks.GeneratorNetwork)
+    ]
+
+
+def grow(layer, bond_dim: int, noise: float = GROWTH_NOISE) -> None:
+    """Grows every generator of `layer` to `bond_dim` (SPEC §7).
+
+    The generated kernels do not change (see `GeneratorNetwork.grow`); only
+    variable values are assigned, so it is safe between epochs of a running
+    `fit` (compiled functions and optimizer state stay valid) and the
+    layer's config then records the new `bond_dim`.
+
+    Raises:
+        ValueError: if the layer has no `max_bond_dim`, or `bond_dim` is
+            below the current bond dimension or above `max_bond_dim`.
+    """
+    max_bond_dim = getattr(layer, "max_bond_dim", None)
+    sync_bond_dim(layer)
+    try:
+        new = networks.base.check_grow(bond_dim, layer.bond_dim, max_bond_dim)
+    except ValueError as error:
+        raise ValueError(f"Layer {layer.name!r}: {error}") from None
+    if new == layer.bond_dim:
+        return
+    for network in generators(layer):
+        network.grow(new, noise)
+    layer.bond_dim = new
+
+
+def sync_bond_dim(layer) -> int:
+    """Sets `layer.bond_dim` from its generators' `active_bond_dim`
+    variables (the ones generation uses: `set_weights` or loading weights
+    may have changed them) and returns it."""
+    dims = [network.sync_bond_dim() for network in generators(layer)]
+    if dims and getattr(layer, "max_bond_dim", None) is not None:
+        layer.bond_dim = max(dims)
+    return layer.bond_dim
+
+
+def active_params(layer) -> int:
+    """`layer.count_params()` without the generator entries that growth
+    capacity allocates but the current `bond_dim` does not use (nor the
+    `active_bond_dim` scalars): what the same layer without `max_bond_dim`
+    would count."""
+    total = layer.count_params()
+    for network in generators(layer):
+        total -= network.count_params() - network.active_params
+    return total

@@ -9,6 +9,9 @@ from keras import regularizers
 from keras.src.ops.operation_utils import compute_conv_output_shape
 
 from keras_adntn.layers import common
+from keras_adntn.layers import kernel_quantization as kq
+from keras_adntn.layers.kernel_cache import KernelCache
+from keras_adntn.layers.kernel_cache import check_execution
 
 PADDINGS = ("valid", "same")
 DATA_FORMATS = ("channels_last", "channels_first")
@@ -70,6 +73,11 @@ class TNConv2D(keras.layers.Layer):
         network: generator network, one of `"ttn"` (default), `"attn"`,
             `"mera"`, `"brickwall"`, `"mpo"`.
         bond_dim: bond dimension of the network, int >= 1 (default 2).
+        max_bond_dim: None (default: no growth) or an int >= `bond_dim`:
+            the cores are allocated at this bond dimension and masked to
+            `bond_dim`, so `grow` (or the `BondGrowth` callback) can raise
+            it later; `count_params` then counts the allocated cores,
+            `active_params` the used ones.
         radix: size of every tensor mode, int >= 2 (default 2).
         latent_order: order of the latent tensor of the tree networks
             (`None`: network default).
@@ -86,6 +94,14 @@ class TNConv2D(keras.layers.Layer):
         bias_regularizer: regularizer of the bias.
         bias_constraint: constraint of the bias.
         core_regularizer: regularizer applied to every generator core.
+        execution: `"on_the_fly"` (default: the kernel is generated in
+            every call) or `"cached"` (training calls generate it,
+            inference calls reuse a copy regenerated whenever the cores
+            changed; the copy costs the memory of a Conv2D kernel but is
+            not a weight: not counted, not saved).
+        kernel_quantization: None (default) or `"int8"`: fake-quantise the
+            generated kernel per output channel (quantisation-aware
+            training for an int8 LiteRT export).
         **kwargs: base layer arguments (`name`, `dtype`,
             `activity_regularizer`, ...).
 
@@ -93,6 +109,8 @@ class TNConv2D(keras.layers.Layer):
         inputs: 4D tensor, `(batch, rows, cols, channels)` for
             `channels_last` or `(batch, channels, rows, cols)` for
             `channels_first`.
+        training: Python bool; with `execution="cached"` inference calls
+            (`training` falsy) use the cached kernel.
 
     Returns:
         4D tensor with `filters` channels, the shape `keras.layers.Conv2D`
@@ -138,6 +156,9 @@ class TNConv2D(keras.layers.Layer):
         bias_regularizer=None,
         bias_constraint=None,
         core_regularizer=None,
+        max_bond_dim=None,
+        execution="on_the_fly",
+        kernel_quantization=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -192,6 +213,7 @@ class TNConv2D(keras.layers.Layer):
             )
         self.network = network
         self.bond_dim = int(bond_dim)
+        self.max_bond_dim = common.check_max_bond_dim(max_bond_dim, bond_dim)
         self.radix = int(radix)
         self.latent_order = latent_order
         self.depth = depth
@@ -204,6 +226,10 @@ class TNConv2D(keras.layers.Layer):
         self.bias_regularizer = regularizers.get(bias_regularizer)
         self.bias_constraint = constraints.get(bias_constraint)
         self.core_regularizer = regularizers.get(core_regularizer)
+        self.execution = check_execution(execution)
+        self.kernel_quantization = kq.check_kernel_quantization(
+            kernel_quantization
+        )
         self.input_spec = keras.layers.InputSpec(min_ndim=4)
 
     @property
@@ -274,6 +300,9 @@ class TNConv2D(keras.layers.Layer):
         self.input_spec = keras.layers.InputSpec(
             min_ndim=4, axes={self._channel_axis(): in_channels}
         )
+        self._kernel_cache = KernelCache(
+            self, {"kernel": (kh, kw, cin, self.filters)}, self.execution
+        )
 
     @property
     def kernel(self):
@@ -281,12 +310,16 @@ class TNConv2D(keras.layers.Layer):
             raise AttributeError(
                 "The kernel of a TNConv2D exists once the layer is built."
             )
+        return self._generate()["kernel"]
+
+    def _generate(self):
         blocks = common.generate_kernel(self.tensorization, self.generator)
         kh, kw = self.kernel_size
         cin = self.in_channels // self.conv_groups
         if self.generator_groups > 1:
             blocks = ops.transpose(blocks, (1, 2, 3, 0, 4))
-        return ops.reshape(blocks, (kh, kw, cin, self.filters))
+        kernel = ops.reshape(blocks, (kh, kw, cin, self.filters))
+        return {"kernel": kq.fake_quantize(kernel, self.kernel_quantization)}
 
     @property
     def dense_params(self) -> int:
@@ -301,8 +334,21 @@ class TNConv2D(keras.layers.Layer):
     def compression_ratio(self) -> float:
         return self.dense_params / self.count_params()
 
-    def call(self, inputs):
-        kernel = ops.cast(self.kernel, self.compute_dtype)
+    @property
+    def active_params(self) -> int:
+        """`count_params()` without unused growth capacity."""
+        return common.active_params(self)
+
+    def grow(self, bond_dim: int, noise: float = common.GROWTH_NOISE) -> None:
+        """Grows the generators to `bond_dim` keeping the kernels (SPEC §7).
+
+        Needs `max_bond_dim >= bond_dim >= self.bond_dim`, else ValueError.
+        """
+        common.grow(self, bond_dim, noise)
+
+    def call(self, inputs, training=None):
+        kernel = self._kernel_cache.fetch(self._generate, training)["kernel"]
+        kernel = ops.cast(kernel, self.compute_dtype)
         x = ops.conv(
             inputs,
             kernel,
@@ -344,6 +390,8 @@ class TNConv2D(keras.layers.Layer):
                 "activation": activations.serialize(self.activation),
                 "use_bias": self.use_bias,
                 "generator_groups": self.generator_groups,
+                "execution": self.execution,
+                "kernel_quantization": self.kernel_quantization,
             }
         )
         config.update(common.generator_config(self))

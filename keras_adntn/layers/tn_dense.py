@@ -8,6 +8,9 @@ from keras import ops
 from keras import regularizers
 
 from keras_adntn.layers import common
+from keras_adntn.layers import kernel_quantization as kq
+from keras_adntn.layers.kernel_cache import KernelCache
+from keras_adntn.layers.kernel_cache import check_execution
 
 
 @keras.saving.register_keras_serializable(package="keras_adntn")
@@ -30,6 +33,11 @@ class TNDense(keras.layers.Layer):
         network: generator network, one of `"ttn"` (default), `"attn"`,
             `"mera"`, `"brickwall"`, `"mpo"`.
         bond_dim: bond dimension of the network, int >= 1 (default 2).
+        max_bond_dim: None (default: no growth) or an int >= `bond_dim`:
+            the cores are allocated at this bond dimension and masked to
+            `bond_dim`, so `grow` (or the `BondGrowth` callback) can raise
+            it later; `count_params` then counts the allocated cores,
+            `active_params` the used ones.
         radix: size of every tensor mode, int >= 2 (default 2).
         latent_order: order of the latent tensor of the tree networks
             (`None`: one latent mode per 8 generated modes).
@@ -47,11 +55,22 @@ class TNDense(keras.layers.Layer):
         bias_regularizer: regularizer of the bias.
         bias_constraint: constraint of the bias.
         core_regularizer: regularizer applied to every generator core.
+        execution: `"on_the_fly"` (default: the kernel is generated in
+            every call, nothing kernel-sized is kept) or `"cached"`
+            (training calls generate it, inference calls reuse a copy that
+            is regenerated whenever the cores changed; the copy costs the
+            memory of a Dense kernel but is not a weight: not counted, not
+            saved).
+        kernel_quantization: None (default) or `"int8"`: fake-quantise the
+            generated kernel per output channel (quantisation-aware
+            training for an int8 LiteRT export).
         **kwargs: base layer arguments (`name`, `dtype`,
             `activity_regularizer`, ...).
 
     Call arguments:
         inputs: tensor of rank >= 2 whose last axis is contracted.
+        training: Python bool; with `execution="cached"` inference calls
+            (`training` falsy) use the cached kernel.
 
     Returns:
         Tensor of shape `inputs.shape[:-1] + (units,)`.
@@ -90,6 +109,9 @@ class TNDense(keras.layers.Layer):
         bias_regularizer=None,
         bias_constraint=None,
         core_regularizer=None,
+        execution="on_the_fly",
+        kernel_quantization=None,
+        max_bond_dim=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -111,6 +133,7 @@ class TNDense(keras.layers.Layer):
             )
         self.network = network
         self.bond_dim = int(bond_dim)
+        self.max_bond_dim = common.check_max_bond_dim(max_bond_dim, bond_dim)
         self.radix = int(radix)
         self.latent_order = latent_order
         self.depth = depth
@@ -123,6 +146,10 @@ class TNDense(keras.layers.Layer):
         self.bias_regularizer = regularizers.get(bias_regularizer)
         self.bias_constraint = constraints.get(bias_constraint)
         self.core_regularizer = regularizers.get(core_regularizer)
+        self.execution = check_execution(execution)
+        self.kernel_quantization = kq.check_kernel_quantization(
+            kernel_quantization
+        )
         self.supports_masking = True
         self.input_spec = keras.layers.InputSpec(min_ndim=2)
 
@@ -154,6 +181,9 @@ class TNDense(keras.layers.Layer):
         self.input_spec = keras.layers.InputSpec(
             min_ndim=2, axes={-1: self.input_dim}
         )
+        self._kernel_cache = KernelCache(
+            self, {"kernel": (self.input_dim, self.units)}, self.execution
+        )
 
     @property
     def kernel(self):
@@ -161,9 +191,13 @@ class TNDense(keras.layers.Layer):
             raise AttributeError(
                 "The kernel of a TNDense exists once the layer is built."
             )
+        return self._generate()["kernel"]
+
+    def _generate(self):
         blocks = common.generate_kernel(self.tensorization, self.generator)
         kernel = ops.transpose(blocks, (1, 0, 2))
-        return ops.reshape(kernel, (self.input_dim, self.units))
+        kernel = ops.reshape(kernel, (self.input_dim, self.units))
+        return {"kernel": kq.fake_quantize(kernel, self.kernel_quantization)}
 
     @property
     def dense_params(self) -> int:
@@ -177,8 +211,21 @@ class TNDense(keras.layers.Layer):
     def compression_ratio(self) -> float:
         return self.dense_params / self.count_params()
 
-    def call(self, inputs):
-        kernel = ops.cast(self.kernel, self.compute_dtype)
+    @property
+    def active_params(self) -> int:
+        """`count_params()` without unused growth capacity."""
+        return common.active_params(self)
+
+    def grow(self, bond_dim: int, noise: float = common.GROWTH_NOISE) -> None:
+        """Grows the generator to `bond_dim` keeping the kernel (SPEC §7).
+
+        Needs `max_bond_dim >= bond_dim >= self.bond_dim`, else ValueError.
+        """
+        common.grow(self, bond_dim, noise)
+
+    def call(self, inputs, training=None):
+        kernel = self._kernel_cache.fetch(self._generate, training)["kernel"]
+        kernel = ops.cast(kernel, self.compute_dtype)
         x = ops.matmul(inputs, kernel)
         if self.bias is not None:
             x = ops.add(x, self.bias)
@@ -195,6 +242,8 @@ class TNDense(keras.layers.Layer):
                 "activation": activations.serialize(self.activation),
                 "use_bias": self.use_bias,
                 "groups": self.groups,
+                "execution": self.execution,
+                "kernel_quantization": self.kernel_quantization,
             }
         )
         config.update(common.generator_config(self))

@@ -14,6 +14,9 @@ from keras.src.layers.attention import multi_head_attention as keras_mha
 from keras_adntn import initializers as tn_init
 from keras_adntn._compute import NumpyOps
 from keras_adntn.layers import common
+from keras_adntn.layers import kernel_quantization as kq
+from keras_adntn.layers.kernel_cache import KernelCache
+from keras_adntn.layers.kernel_cache import check_execution
 
 PROJECTIONS = ("query", "key", "value", "output")
 
@@ -92,6 +95,11 @@ class TNMultiHeadAttention(keras.layers.Layer):
         network: generator network, one of `"ttn"` (default), `"attn"`,
             `"mera"`, `"brickwall"`, `"mpo"`.
         bond_dim: bond dimension of the networks, int >= 1 (default 2).
+        max_bond_dim: None (default: no growth) or an int >= `bond_dim`:
+            the cores are allocated at this bond dimension and masked to
+            `bond_dim`, so `grow` (or the `BondGrowth` callback) can raise
+            it later; `count_params` then counts the allocated cores,
+            `active_params` the used ones.
         radix: size of every tensor mode, int >= 2 (default 2).
         latent_order: order of the latent tensor of the tree networks
             (`None`: network default).
@@ -107,6 +115,14 @@ class TNMultiHeadAttention(keras.layers.Layer):
         bias_regularizer: regularizer of the biases.
         bias_constraint: constraint of the biases.
         core_regularizer: regularizer applied to every generator core.
+        execution: `"on_the_fly"` (default: the four kernels are generated
+            in every call) or `"cached"` (training calls generate them,
+            inference calls reuse copies regenerated whenever the cores
+            changed; the copies cost the memory of the dense projections
+            but are not weights: not counted, not saved).
+        kernel_quantization: None (default) or `"int8"`: fake-quantise the
+            generated kernels per output channel (quantisation-aware
+            training for an int8 LiteRT export).
         **kwargs: base layer arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -120,7 +136,8 @@ class TNMultiHeadAttention(keras.layers.Layer):
         attention_mask: optional boolean mask `(B, T, S)`; 1 lets a query
             position attend to a key position.
         return_attention_scores: also return the attention probabilities.
-        training: whether dropout is active.
+        training: whether dropout is active; with `execution="cached"`
+            inference calls (`training` falsy) use the cached kernels.
         use_causal_mask: apply a causal (lower triangular) mask.
 
     Returns:
@@ -169,6 +186,9 @@ class TNMultiHeadAttention(keras.layers.Layer):
         bias_regularizer=None,
         bias_constraint=None,
         core_regularizer=None,
+        max_bond_dim=None,
+        execution="on_the_fly",
+        kernel_quantization=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -248,6 +268,7 @@ class TNMultiHeadAttention(keras.layers.Layer):
                 )
         self.network = network
         self.bond_dim = int(bond_dim)
+        self.max_bond_dim = common.check_max_bond_dim(max_bond_dim, bond_dim)
         self.radix = int(radix)
         self.latent_order = latent_order
         self.depth = depth
@@ -259,6 +280,10 @@ class TNMultiHeadAttention(keras.layers.Layer):
         self.bias_regularizer = regularizers.get(bias_regularizer)
         self.bias_constraint = constraints.get(bias_constraint)
         self.core_regularizer = regularizers.get(core_regularizer)
+        self.execution = check_execution(execution)
+        self.kernel_quantization = kq.check_kernel_quantization(
+            kernel_quantization
+        )
         self.supports_masking = True
         self._inverse_sqrt_key_dim = 1.0 / math.sqrt(float(self.key_dim))
 
@@ -381,6 +406,17 @@ class TNMultiHeadAttention(keras.layers.Layer):
         self._dropout_layer = keras.layers.Dropout(
             rate=self.dropout, dtype=self.dtype_policy, seed=self.seed
         )
+        h = self.num_heads
+        self._kernel_cache = KernelCache(
+            self,
+            {
+                "query": (dims["query"], h, self.key_dim),
+                "key": (dims["key"], h, self.key_dim),
+                "value": (dims["value"], h, self.value_dim),
+                "output": (h, self.value_dim, *self._out_shape),
+            },
+            self.execution,
+        )
 
     # -- kernels ---------------------------------------------------------------
     @property
@@ -390,6 +426,9 @@ class TNMultiHeadAttention(keras.layers.Layer):
                 "The kernels of a TNMultiHeadAttention exist once the layer "
                 "is built."
             )
+        return self._generate()
+
+    def _generate(self):
         g, h = self.groups, self.num_heads
         head = {
             "query": self.key_dim,
@@ -429,7 +468,10 @@ class TNMultiHeadAttention(keras.layers.Layer):
         kernels["output"] = ops.reshape(
             blocks, (h, self.value_dim, *self._out_shape)
         )
-        return kernels
+        return {
+            name: kq.fake_quantize(kernel, self.kernel_quantization)
+            for name, kernel in kernels.items()
+        }
 
     def _initial_qkv_scale(self, widths):
         """`(G, 3)` factors that give each of Wq, Wk, Wv its glorot scale.
@@ -492,6 +534,18 @@ class TNMultiHeadAttention(keras.layers.Layer):
     def compression_ratio(self) -> float:
         return self.dense_params / self.count_params()
 
+    @property
+    def active_params(self) -> int:
+        """`count_params()` without unused growth capacity."""
+        return common.active_params(self)
+
+    def grow(self, bond_dim: int, noise: float = common.GROWTH_NOISE) -> None:
+        """Grows the generators to `bond_dim` keeping the kernels (SPEC §7).
+
+        Needs `max_bond_dim >= bond_dim >= self.bond_dim`, else ValueError.
+        """
+        common.grow(self, bond_dim, noise)
+
     # -- call ------------------------------------------------------------------
     def call(
         self,
@@ -510,7 +564,7 @@ class TNMultiHeadAttention(keras.layers.Layer):
             query,
             value,
             key,
-            self.kernels,
+            self._kernel_cache.fetch(self._generate, training),
             self._biases,
             query_mask=query_mask,
             value_mask=value_mask,
@@ -742,6 +796,8 @@ class TNMultiHeadAttention(keras.layers.Layer):
                 "attention_axes": self.attention_axes,
                 "joint_qkv": self.joint_qkv,
                 "groups": self.groups,
+                "execution": self.execution,
+                "kernel_quantization": self.kernel_quantization,
             }
         )
         config.update(common.generator_config(self))

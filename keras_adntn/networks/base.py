@@ -22,6 +22,14 @@ Stages:
 
 Every core carries a leading axis of size `groups`: grouped generation is a
 batch axis of the same contractions, never a Python loop at call time.
+
+Growth (SPEC §7): with `max_bond_dim` set, the cores are allocated at the
+shapes of bond dimension `max_bond_dim` and a non-trainable scalar
+`active_bond_dim` selects the leading blocks that are used; every core is
+multiplied by its 0/1 mask (entry active iff each of its bond-leg indices
+is below the active bond) before the contractions, so inactive entries get
+no gradient. `grow` raises the active bond by assigning values only (no
+shape changes), keeping the generated tensor unchanged.
 """
 
 import math
@@ -35,6 +43,8 @@ from keras_adntn._compute import KerasOps
 from keras_adntn._compute import NumpyOps
 
 MAX_DRAWS = 20
+GROWTH_NOISE = 1e-2
+ACTIVE_BOND = "active_bond_dim"
 
 
 @dataclass
@@ -47,6 +57,32 @@ class CoreSpec:
     level: int
     fan_in: int
     fan_out: int
+    # Per axis of `shape`, the `(size, grows)` factors it flattens (row
+    # major): `grows` marks a bond leg, whose size follows the bond
+    # dimension. Empty: no axis grows.
+    legs: tuple = ()
+
+    def thresholds(self) -> tuple:
+        """`(inputs, outputs)`: int arrays of `shape`, the smallest bond
+        dimension at which an entry is active, from the input legs (axis
+        0, except for the latent) and from the output legs (1: always)."""
+        inputs = np.ones(self.shape, dtype=np.int64)
+        outputs = np.ones(self.shape, dtype=np.int64)
+        for axis, factors in enumerate(self.legs):
+            target = outputs if axis or self.kind == "latent" else inputs
+            sizes = [size for size, _ in factors]
+            for f, (size, grows) in enumerate(factors):
+                if not grows:
+                    continue
+                index = np.arange(1, size + 1).reshape(
+                    [size if i == f else 1 for i in range(len(sizes))]
+                )
+                index = np.broadcast_to(index, sizes).reshape(-1)
+                index = index.reshape(
+                    [-1 if i == axis else 1 for i in range(len(self.shape))]
+                )
+                np.maximum(target, index, out=target)
+        return inputs, outputs
 
 
 def bond(chi: int, radix: int, leaves: int) -> int:
@@ -77,6 +113,9 @@ class GeneratorNetwork(keras.layers.Layer):
             to at initialisation (None: leave the raw scale).
         valid_mask: optional boolean `(radix**N,)` of the entries that are
             used (the rest is padding); calibration looks only at those.
+        max_bond_dim: None (no growth), or the bond dimension the cores are
+            allocated at (int >= `bond_dim`), so that `grow` can raise the
+            active bond dimension up to it without changing any shape.
 
     Returns (`generate()`): a float32 tensor `(groups, radix**num_modes)`
     in leaf order.
@@ -97,12 +136,14 @@ class GeneratorNetwork(keras.layers.Layer):
         seed=None,
         target_std=None,
         valid_mask=None,
+        max_bond_dim=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.num_modes = int(num_modes)
         self.radix = int(radix)
         self.bond_dim = int(bond_dim)
+        self.max_bond_dim = check_max_bond_dim(max_bond_dim, self.bond_dim)
         self.groups = int(groups)
         self.latent_order = latent_order
         self.depth = depth
@@ -130,23 +171,44 @@ class GeneratorNetwork(keras.layers.Layer):
         self._act_params = self._activation_param_specs()
 
     # -- topology, filled by subclasses -------------------------------------
+    @property
+    def allocated_bond_dim(self) -> int:
+        """The bond dimension the cores are allocated at (`_make_plan`)."""
+        return self.bond_dim if self.max_bond_dim is None else self.max_bond_dim
+
     def _make_plan(self):
         raise NotImplementedError
 
-    def _add_core(self, name, shape, kind, level, fan_in=None, fan_out=None):
+    def _add_core(
+        self, name, shape, kind, level, fan_in=None, fan_out=None, legs=None
+    ):
+        """Adds a core; `legs` (see `CoreSpec.legs`) marks its bond legs."""
         shape = tuple(int(s) for s in shape)
         fan_in = shape[0] if fan_in is None else fan_in
         fan_out = math.prod(shape[1:]) if fan_out is None else fan_out
-        self.cores.append(CoreSpec(name, shape, kind, level, fan_in, fan_out))
+        legs = tuple(
+            tuple((int(size), bool(grows)) for size, grows in factors)
+            for factors in (legs or ())
+        )
+        if legs and [math.prod(s for s, _ in f) for f in legs] != list(shape):
+            raise ValueError(f"legs {legs} do not match shape {shape}.")
+        self.cores.append(
+            CoreSpec(name, shape, kind, level, fan_in, fan_out, legs)
+        )
         return name
 
-    def _add_gate_layer(self, dims, pairs, level, name):
-        """Appends a cycle applying gates to disjoint neighbour `pairs`."""
+    def _add_gate_layer(self, dims, pairs, level, name, grows=None):
+        """Appends a cycle applying gates to disjoint neighbour `pairs`.
+
+        `grows[k]`: whether mode `k` is a bond leg (default: none is).
+        """
+        grows = [False] * len(dims) if grows is None else list(grows)
         starts = {a: b for a, b in pairs}
         blocks, k, gate = [], 0, 0
         while k < len(dims):
             if k in starts:
                 size = dims[k] * dims[k + 1]
+                leg = ((dims[k], grows[k]), (dims[k + 1], grows[k + 1]))
                 core = self._add_core(
                     f"{name}_{gate}",
                     (size, size),
@@ -154,6 +216,7 @@ class GeneratorNetwork(keras.layers.Layer):
                     level,
                     fan_in=size,
                     fan_out=size,
+                    legs=(leg, leg),
                 )
                 blocks.append((size, size, core))
                 k, gate = k + 2, gate + 1
@@ -176,14 +239,33 @@ class GeneratorNetwork(keras.layers.Layer):
 
     @property
     def num_params(self) -> int:
-        """Trainable generator parameters (all groups)."""
-        acts = sum(
+        """Trainable generator parameters (all groups).
+
+        With `max_bond_dim` set: the allocated ones (at `max_bond_dim`);
+        `active_params` counts those in use.
+        """
+        return self.groups * (
+            sum(math.prod(c.shape) for c in self.cores) + self._num_act()
+        )
+
+    @property
+    def active_params(self) -> int:
+        """Trainable generator parameters in use at the current `bond_dim`
+        (all groups): `num_params` of the same network without growth
+        capacity. Equals `num_params` when `max_bond_dim` is None."""
+        if self.max_bond_dim is None:
+            return self.num_params
+        used = 0
+        for c in self.cores:
+            inputs, outputs = c.thresholds()
+            used += int(np.sum(np.maximum(inputs, outputs) <= self.bond_dim))
+        return self.groups * (used + self._num_act())
+
+    def _num_act(self):
+        return sum(
             self.activations[i].param_shapes[p]
             for i, names in self._act_params.items()
             for p in names
-        )
-        return self.groups * (
-            sum(math.prod(c.shape) for c in self.cores) + acts
         )
 
     def schedule(self) -> str:
@@ -275,12 +357,42 @@ class GeneratorNetwork(keras.layers.Layer):
         """Runs the network; returns `(groups, radix**num_modes)` float32."""
         xp = KerasOps() if xp is None else xp
         cores = {name: xp.convert(v) for name, v in self._vars.items()}
+        if self.max_bond_dim is not None:
+            cores = self._masked(cores, xp)
         return self._run(cores, xp)
+
+    def _masked(self, cores, xp):
+        """`cores` times their 0/1 masks at the active bond dimension.
+
+        The executor's `mask` primitive does it (an executor without one
+        falls back to `KerasOps.mask`); the active bond is read after the
+        cores, so an executor that treats its first read specially (the
+        LiteRT export's anchor) still sees a core first.
+        """
+        active = xp.convert(self._active)
+        mask = getattr(xp, "mask", KerasOps.mask)
+        for name, threshold in self._thresholds.items():
+            cores[name] = mask(cores[name], threshold, active)
+        return cores
 
     # -- weights ------------------------------------------------------------
     def build(self, input_shape=None):
         values = self.initial_values()
         self._vars = {}
+        self._thresholds = {}
+        if self.max_bond_dim is not None:
+            for c in self.cores:
+                threshold = np.maximum(*c.thresholds())
+                if threshold.max() > 1:
+                    self._thresholds[c.name] = threshold.astype("float32")
+            self._active = self.add_weight(
+                name=ACTIVE_BOND,
+                shape=(),
+                initializer=_constant(np.float32(self.bond_dim)),
+                dtype="float32",
+                trainable=False,
+                autocast=False,
+            )
         for c in self.cores:
             value = values[c.name].astype("float32")
             self._vars[c.name] = self.add_weight(
@@ -303,7 +415,14 @@ class GeneratorNetwork(keras.layers.Layer):
         self.built = True
 
     def initial_values(self):
-        """Initial cores (SPEC §4), calibrated in NumPy; dict of arrays."""
+        """Initial cores (SPEC §4), calibrated in NumPy; dict of arrays.
+
+        With `max_bond_dim` set: the cores the same network without growth
+        capacity would have (same seed, same calibration), embedded as the
+        leading blocks of zero cores of the allocated shapes.
+        """
+        if self.max_bond_dim is not None:
+            return self._embedded_initial_values()
         seed = self.seed
         if seed is None:
             seed = int(np.random.randint(0, 2**31 - 1))
@@ -321,6 +440,143 @@ class GeneratorNetwork(keras.layers.Layer):
                 break
         return values
 
+    def _active_network(self):
+        """This network at the current bond dimension, without growth."""
+        return type(self)(
+            num_modes=self.num_modes,
+            radix=self.radix,
+            bond_dim=self.bond_dim,
+            activation=self.activation,
+            groups=self.groups,
+            latent_order=self.latent_order,
+            depth=self.depth,
+            seed=self.seed,
+            target_std=self.target_std,
+            valid_mask=self.valid_mask,
+            name=f"{self.name}_active",
+        )
+
+    def _embedded_initial_values(self):
+        small = self._active_network()
+        values = small.initial_values()
+        out = {}
+        for big, spec in zip(self.cores, small.cores):
+            if big.name != spec.name:  # pragma: no cover - plan invariant
+                raise RuntimeError("growth changed the network topology.")
+            out[big.name] = _embed(values[big.name], spec, big)
+        return out
+
+    # -- growth (SPEC §7) -----------------------------------------------------
+    def grow(self, bond_dim: int, noise: float = GROWTH_NOISE) -> None:
+        """Raises the active bond dimension to `bond_dim`, in place.
+
+        Only variable values change (the cores are allocated at
+        `max_bond_dim`), so compiled train functions and the optimizer's
+        state stay valid. The newly active entries are set so that the
+        generated tensor does not change while gradients reach them: for
+        a bond whose new channel is zero after its level's activation
+        (act(0) == 0, or no activation), the entries producing the channel
+        are 0 and those consuming it are random; otherwise the producers
+        are random and the consumers 0. New diagonal entries of a
+        disentangler are 1 (the identity on the new channels). "Random"
+        is `noise` times the RMS of the core's active entries times
+        N(0, 1), per group.
+
+        Args:
+            bond_dim: the new bond dimension, between the current one and
+                `max_bond_dim`.
+            noise: relative scale of the random new entries.
+
+        Raises:
+            ValueError: without `max_bond_dim`, or if `bond_dim` is
+                smaller than the current bond dimension or larger than
+                `max_bond_dim`.
+        """
+        self.sync_bond_dim()
+        new = check_grow(bond_dim, self.bond_dim, self.max_bond_dim)
+        old = self.bond_dim
+        if new == old:
+            return
+        if not self.built:
+            self.bond_dim = new
+            return
+        values = {
+            name: np.asarray(keras.ops.convert_to_numpy(v), dtype=np.float64)
+            for name, v in self._vars.items()
+        }
+        zero = self._zero_channel_levels(values)
+        seed = self.seed
+        if seed is None:
+            seed = int(np.random.randint(0, 2**31 - 1))
+        rng = np.random.default_rng([int(seed), old, new])
+        g = self.groups
+        for spec in self.cores:
+            if spec.name not in self._thresholds:
+                continue
+            inputs, outputs = spec.thresholds()
+            both = np.maximum(inputs, outputs)
+            fresh = (both > old) & (both <= new)
+            if not fresh.any():
+                continue
+            value = values[spec.name]
+            used = (both <= old).reshape(1, -1)
+            flat = value.reshape(g, -1)
+            rms = np.sqrt(
+                np.sum(np.square(flat) * used, axis=1) / max(used.sum(), 1)
+            )
+            rms = np.where(rms > 0, rms, 1.0).reshape(
+                (g,) + (1,) * len(spec.shape)
+            )
+            random = noise * rms * rng.standard_normal(value.shape)
+            produces = fresh & (outputs > old)
+            consumes = fresh & ~produces
+            in_level = spec.level if spec.kind == "gate" else spec.level - 1
+            new_value = np.where(
+                produces, 0.0 if zero[spec.level] else random, value
+            )
+            new_value = np.where(
+                consumes, random if zero.get(in_level, True) else 0.0, new_value
+            )
+            if spec.kind == "gate":
+                diagonal = np.eye(spec.shape[0], dtype=bool) & fresh
+                new_value = np.where(diagonal, 1.0, new_value)
+            values[spec.name] = new_value
+            self._vars[spec.name].assign(new_value.astype("float32"))
+        self._active.assign(np.float32(new))
+        self.bond_dim = new
+
+    def sync_bond_dim(self) -> int:
+        """Sets `bond_dim` from the `active_bond_dim` variable (the one
+        generation uses; `set_weights` or loading weights may have changed
+        it) and returns it."""
+        if self.built and self.max_bond_dim is not None:
+            value = np.asarray(keras.ops.convert_to_numpy(self._active))
+            self.bond_dim = int(round(float(value)))
+        return self.bond_dim
+
+    def load_own_variables(self, store):
+        super().load_own_variables(store)
+        self.sync_bond_dim()
+
+    def _zero_channel_levels(self, values):
+        """`{level: whether a zero pre-activation stays zero}` (act(0) == 0,
+        evaluated with the current coefficients of learnable ones)."""
+        xp = NumpyOps()
+        zero = {}
+        for stage in self.plan:
+            if stage[0] != "end_level":
+                continue
+            _, level, act = stage
+            if act is None:
+                zero[level] = True
+                continue
+            fn = self.activations[act]
+            if self._act_params.get(act):
+                fn = fn.bind(self._bind_params(act, values, xp))
+            out = xp.activate(fn, np.zeros((self.groups, 1)))
+            zero[level] = bool(np.all(np.abs(np.asarray(out)) < 1e-12))
+        return zero
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -328,6 +584,7 @@ class GeneratorNetwork(keras.layers.Layer):
                 "num_modes": self.num_modes,
                 "radix": self.radix,
                 "bond_dim": self.bond_dim,
+                "max_bond_dim": self.max_bond_dim,
                 "activation": tn_init.serialize_activations(self.activation),
                 "groups": self.groups,
                 "latent_order": self.latent_order,
@@ -337,6 +594,61 @@ class GeneratorNetwork(keras.layers.Layer):
             }
         )
         return config
+
+
+def check_max_bond_dim(max_bond_dim, bond_dim: int):
+    """Validates `max_bond_dim` (None, or an int >= `bond_dim`)."""
+    if max_bond_dim is None:
+        return None
+    if (
+        isinstance(max_bond_dim, bool)
+        or not hasattr(max_bond_dim, "__index__")
+        or int(max_bond_dim) < int(bond_dim)
+    ):
+        raise ValueError(
+            f"`max_bond_dim` must be None or an int >= `bond_dim` "
+            f"({bond_dim}), got {max_bond_dim!r}."
+        )
+    return int(max_bond_dim)
+
+
+def check_grow(bond_dim, current: int, max_bond_dim) -> int:
+    """Validates the target of a growth; returns it as an int."""
+    if max_bond_dim is None:
+        raise ValueError(
+            "`grow` needs growth capacity: build the layer with "
+            "`max_bond_dim` (>= the largest bond dimension to grow to)."
+        )
+    if (
+        isinstance(bond_dim, bool)
+        or not hasattr(bond_dim, "__index__")
+        or not current <= int(bond_dim) <= max_bond_dim
+    ):
+        raise ValueError(
+            f"`bond_dim` to grow to must be an int between the current bond "
+            f"dimension ({current}) and `max_bond_dim` ({max_bond_dim}), got "
+            f"{bond_dim!r}."
+        )
+    return int(bond_dim)
+
+
+def _embed(value, small, big):
+    """`value` (cores of spec `small`) as the leading blocks of zero cores
+    of spec `big`, factor by factor (flattened gate legs included)."""
+    g = value.shape[0]
+
+    def factors(spec):
+        if not spec.legs:
+            return [(s,) for s in spec.shape]
+        return [tuple(s for s, _ in f) for f in spec.legs]
+
+    small_f, big_f = factors(small), factors(big)
+    small_sizes = [s for f in small_f for s in f]
+    big_sizes = [s for f in big_f for s in f]
+    out = np.zeros((g, *big_sizes), dtype=value.dtype)
+    index = (slice(None),) + tuple(slice(0, s) for s in small_sizes)
+    out[index] = value.reshape(g, *small_sizes)
+    return out.reshape(g, *big.shape)
 
 
 def _constant(value):

@@ -32,7 +32,7 @@ class BrickWall(GeneratorNetwork):
     uses_depth = True
 
     def _make_plan(self):
-        n, p, chi = self.num_modes, self.radix, self.bond_dim
+        n, p, chi = self.num_modes, self.radix, self.allocated_bond_dim
         depth = DEFAULT_DEPTH if self.depth is None else self.depth
         if isinstance(depth, bool) or int(depth) != depth or depth < 1:
             raise ValueError(f"`depth` must be an int >= 1, got {depth}.")
@@ -45,7 +45,10 @@ class BrickWall(GeneratorNetwork):
             b_in = 1 if k == 0 else bond(chi, p, min(k, n - k))
             b_out = 1 if k == n - 1 else bond(chi, p, min(k + 1, n - k - 1))
             kind = "readout" if not layers else "hidden"
-            names.append(self._add_core(f"mps{k}", (b_in, p, b_out), kind, 0))
+            legs = [((b_in, k > 0),), ((p, False),), ((b_out, k < n - 1),)]
+            names.append(
+                self._add_core(f"mps{k}", (b_in, p, b_out), kind, 0, legs=legs)
+            )
         self.plan.append(("chain", names))
         self.plan.append(("end_level", 0, None))
         for t, pairs in enumerate(layers, start=1):

@@ -29,16 +29,22 @@ class MPO(GeneratorNetwork):
     """
 
     def _make_plan(self):
-        n, p, chi = self.num_modes, self.radix, self.bond_dim
+        n, p, chi = self.num_modes, self.radix, self.allocated_bond_dim
         sites = [2] * (n // 2) + [1] * (n % 2)
         names, left = [], 0
         for k, modes in enumerate(sites):
             b_in = 1 if k == 0 else bond(chi, p, min(left, n - left))
             left += modes
             b_out = 1 if left == n else bond(chi, p, min(left, n - left))
+            legs = [((b_in, k > 0),), ((p**modes, False),)]
+            legs.append(((b_out, left < n),))
             names.append(
                 self._add_core(
-                    f"site{k}", (b_in, p**modes, b_out), "readout", 0
+                    f"site{k}",
+                    (b_in, p**modes, b_out),
+                    "readout",
+                    0,
+                    legs=legs,
                 )
             )
         self.plan.append(("chain", names))

@@ -72,10 +72,12 @@ class TTN(GeneratorNetwork):
         return counts, int(depth)
 
     def _make_plan(self):
-        p, chi, g = self.radix, self.bond_dim, self.groups
+        p, chi, g = self.radix, self.allocated_bond_dim, self.groups
         counts, depth = self._tree_shape()
         dims = [bond(chi, p, c) for c in counts]
-        self._add_core("latent", dims, "latent", 0)
+        self._add_core(
+            "latent", dims, "latent", 0, legs=[((d, True),) for d in dims]
+        )
         self.plan.append(("latent", "latent"))
         self.plan.append(("end_level", 0, None))
         del g
@@ -94,6 +96,8 @@ class TTN(GeneratorNetwork):
                     (dim, *child_dims),
                     "readout" if final else "hidden",
                     level,
+                    legs=[((dim, True),)]
+                    + [((d, not final),) for d in child_dims],
                 )
                 blocks.append((dim, math.prod(child_dims), core))
                 children += list(zip(split, child_dims))
@@ -104,11 +108,12 @@ class TTN(GeneratorNetwork):
             if self.gate_levels == "all" or (
                 self.gate_levels == "last" and final
             ):
-                self._add_boundary_gates(dims, parents, level)
+                self._add_boundary_gates(dims, parents, level, not final)
             self.plan.append(("end_level", level, None if final else level - 1))
 
-    def _add_boundary_gates(self, dims, parents, level):
-        """Disentanglers on neighbours with different parents (open ends)."""
+    def _add_boundary_gates(self, dims, parents, level, grows=False):
+        """Disentanglers on neighbours with different parents (open ends);
+        `grows`: whether the modes are bond legs (not physical ones)."""
         boundaries = [
             j for j in range(len(dims) - 1) if parents[j] != parents[j + 1]
         ]
@@ -126,4 +131,5 @@ class TTN(GeneratorNetwork):
                 [(j, j + 1) for j in layer],
                 level,
                 f"level{level}_gate{s}" if s else f"level{level}_gate",
+                grows=[grows] * len(dims),
             )

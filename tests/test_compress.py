@@ -1,0 +1,540 @@
+"""`keras_adntn.compress`: compressing a trained model, and its CLI."""
+
+import importlib
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+from keras_adntn import TNConv2D
+from keras_adntn import TNDense
+from keras_adntn import TNMultiHeadAttention
+from keras_adntn import networks
+from keras_adntn.cli import main
+from keras_adntn.compress import CompressionReport
+from keras_adntn.compress import compress
+from keras_adntn.compress import tt_svd_cores
+from keras_adntn.tensorize import Tensorization
+
+
+def _digits():
+    data = load_digits()
+    return train_test_split(
+        (data.data / 16.0).astype("float32"),
+        data.target,
+        test_size=0.25,
+        random_state=0,
+        stratify=data.target,
+    )
+
+
+def _mlp(hidden=256):
+    return keras.Sequential(
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(hidden, activation="relu", name="h1"),
+            keras.layers.Dense(hidden, activation="relu", name="h2"),
+            keras.layers.Dense(10, name="logits"),
+        ]
+    )
+
+
+def _train(model, x, y, epochs):
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    model.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
+    return model
+
+
+def _accuracy(model, x, y):
+    pred = model.predict(x, batch_size=256, verbose=0)
+    return float(np.mean(np.argmax(pred, -1) == y))
+
+
+def _same_weights(before, model):
+    after = model.get_weights()
+    return len(before) == len(after) and all(
+        np.array_equal(a, b) for a, b in zip(before, after)
+    )
+
+
+def test_digits_round_trip(tmp_path):
+    """The paper's pipeline on a trained digits MLP: the 256x256 layer
+    becomes a ttn TNDense >= 50x smaller, at most 2 points less accurate
+    on the held-out split after distillation; the input model is
+    unchanged and the result saves and loads."""
+    keras.utils.set_random_seed(0)
+    x_tr, x_te, y_tr, y_te = _digits()
+    teacher = _train(_mlp(), x_tr, y_tr, epochs=15)
+    before = teacher.get_weights()
+    teacher_acc = _accuracy(teacher, x_te, y_te)
+    student, report = compress(
+        teacher,
+        (x_tr, y_tr),
+        network="ttn",
+        bond_dim=2,
+        validation_data=(x_te, y_te),
+        epochs=10,
+        verbose=0,
+    )
+    assert _same_weights(before, teacher)
+    assert [type(layer) for layer in teacher.layers] == [keras.layers.Dense] * 3
+    assert isinstance(student.get_layer("h2"), TNDense)
+    assert type(student.get_layer("h1")) is keras.layers.Dense
+    # the replaced layer
+    (row,) = report.layers
+    assert row["name"] == "h2" and row["type"] == "Dense"
+    assert row["new_type"] == "TNDense" and row["bond_dim"] == 2
+    assert row["params_before"] == 256 * 256 + 256
+    assert row["params_after"] == student.get_layer("h2").count_params()
+    assert row["ratio"] >= 50
+    assert report.replaced_params_before / report.replaced_params_after >= 50
+    assert 0 <= row["error_init"] and 0 <= row["error_final"]
+    # accuracy, measured independently of the report
+    student_acc = _accuracy(student, x_te, y_te)
+    assert report.metric == "accuracy"
+    assert report.scores["teacher"] == pytest.approx(teacher_acc)
+    assert report.scores["student_final"] == pytest.approx(student_acc)
+    assert teacher_acc - student_acc <= 0.02, (teacher_acc, student_acc)
+    # copied layers start from the teacher's weights (h1 is fine-tuned,
+    # the bias of h2 too: compare shapes, and the counts in the report)
+    assert report.params_before == teacher.count_params()
+    assert report.params_after == student.count_params()
+    d = report.to_dict()
+    assert d["layers"][0]["name"] == "h2" and d["evaluated_on"] == (
+        "validation_data"
+    )
+    assert set(d["scores"]) == {"teacher", "student_init", "student_final"}
+    table = report.table()
+    assert "h2" in table and "TNDense" in table and "accuracy" in table
+    assert str(report) == table and "CompressionReport" in repr(report)
+    # .keras round trip of the compressed model
+    path = os.path.join(tmp_path, "small.keras")
+    student.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(
+        loaded.predict(x_te[:32], verbose=0),
+        student.predict(x_te[:32], verbose=0),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    print(
+        f"\n[compress] {keras.backend.backend()}: h2 {row['params_before']}"
+        f" -> {row['params_after']} ({row['ratio']:.1f}x), accuracy "
+        f"teacher {teacher_acc:.4f} student {student_acc:.4f}"
+    )
+
+
+def test_tt_svd_exact_at_full_bond_and_error_falls_with_bond():
+    rng = np.random.default_rng(0)
+    # a padded shape: 5 -> 8 rows, 12 -> 16 columns, 7 modes
+    t = Tensorization((5, 12))
+    weight = rng.normal(size=(1, 5, 12))
+    errors = []
+    for chi in (1, 2, 4, 8):
+        net = networks.MPO(num_modes=t.num_modes, bond_dim=chi)
+        net.build()
+        for name, value in tt_svd_cores(net, t.fold(weight)).items():
+            net._vars[name].assign(value)
+        got = keras.ops.convert_to_numpy(t.unfold(net.generate(), _ops()))
+        errors.append(np.linalg.norm(got - weight) / np.linalg.norm(weight))
+    assert all(a >= b - 1e-7 for a, b in zip(errors, errors[1:]))
+    assert errors[0] > 0.1 and errors[-1] < 1e-5
+
+
+def _ops():
+    from keras_adntn._compute import KerasOps
+
+    return KerasOps()
+
+
+def test_mpo_init_exact_in_a_model():
+    rng = np.random.default_rng(0)
+    model = keras.Sequential(
+        [
+            keras.Input((16,)),
+            keras.layers.Dense(24, activation="relu", name="big"),
+            keras.layers.Dense(3),
+        ]
+    )
+    x = rng.normal(size=(32, 16)).astype("float32")
+    y = rng.integers(0, 3, 32)
+    errors = []
+    for chi in (1, 2, 4, 8, 16):
+        student, report = compress(
+            model,
+            (x, y),
+            network="mpo",
+            bond_dim=chi,
+            layers=["big"],
+            epochs=0,
+            verbose=0,
+        )
+        errors.append(report.layers[0]["error_init"])
+        assert report.layers[0]["init"] == "svd"
+    assert all(a > b for a, b in zip(errors, errors[1:]))
+    assert errors[-1] < 1e-5  # 16 x 24 -> 4 + 5 modes: bond 16 is full
+    np.testing.assert_allclose(
+        student.predict(x, verbose=0),
+        model.predict(x, verbose=0),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+
+
+def _conv_model():
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
+            keras.layers.Conv2D(32, 3, strides=2, name="conv"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(4),
+        ]
+    )
+
+
+def test_conv_model_gets_its_conv_replaced():
+    rng = np.random.default_rng(0)
+    model = _conv_model()
+    x = rng.normal(size=(32, 8, 8, 3)).astype("float32")
+    y = rng.integers(0, 4, 32)
+    before = model.get_weights()
+    student, report = compress(
+        model,
+        (x, y),
+        min_params=1000,
+        reconstruction_steps=20,
+        epochs=0,
+        verbose=0,
+    )
+    assert _same_weights(before, model)
+    conv = student.get_layer("conv")
+    assert isinstance(conv, TNConv2D) and conv.strides == (2, 2)
+    assert [r["name"] for r in report.layers] == ["conv"]
+    assert report.layers[0]["init"] == "activations"
+    assert student.predict(x, verbose=0).shape == (32, 4)
+    # exact with a full-bond MPO (initialisation only)
+    student, report = compress(
+        model,
+        (x, y),
+        network="mpo",
+        bond_dim=64,
+        layers=["conv"],
+        epochs=0,
+        verbose=0,
+    )
+    assert report.layers[0]["error_init"] < 1e-5
+    np.testing.assert_allclose(
+        student.predict(x, verbose=0),
+        model.predict(x, verbose=0),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+
+
+def _attention_model():
+    q = keras.Input((6, 16))
+    h = keras.layers.MultiHeadAttention(2, 8, name="att")(q, q)
+    h = keras.layers.GlobalAveragePooling1D()(h)
+    out = keras.layers.Dense(3, activation="softmax")(h)
+    return keras.Model(q, out)
+
+
+def test_attention_is_replaced():
+    rng = np.random.default_rng(0)
+    model = _attention_model()
+    x = rng.normal(size=(16, 6, 16)).astype("float32")
+    y = rng.integers(0, 3, 16)
+    student, report = compress(
+        model,
+        (x, y),
+        network="mpo",
+        bond_dim=512,
+        layers=["att"],
+        epochs=0,
+        verbose=0,
+    )
+    assert isinstance(student.get_layer("att"), TNMultiHeadAttention)
+    assert report.layers[0]["error_init"] < 1e-5
+    np.testing.assert_allclose(
+        student.predict(x, verbose=0),
+        model.predict(x, verbose=0),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+    student, report = compress(
+        model,
+        (x, y),
+        min_params=0,
+        reconstruction_steps=10,
+        epochs=0,
+        verbose=0,
+    )
+    assert report.layers[0]["name"] == "att"
+    assert report.layers[0]["init"] == "reconstruction"
+    assert report.layers[0]["ratio"] > 1
+
+
+def test_layers_it_cannot_handle_are_reported():
+    inp = keras.Input((16,))
+    shared = keras.layers.Dense(16, name="shared")
+    inner = keras.Sequential(
+        [keras.Input((16,)), keras.layers.Dense(4, name="deep")],
+        name="inner",
+    )
+    out = keras.layers.Dense(2, name="head")(inner(shared(shared(inp))))
+    model = keras.Model(inp, out)
+    x = np.random.default_rng(0).normal(size=(8, 16)).astype("float32")
+    y = np.arange(8) % 2
+    student, report = compress(model, (x, y), min_params=0, epochs=0, verbose=0)
+    reasons = {r["name"]: r["reason"] for r in report.skipped}
+    assert "shared" in reasons["shared"]
+    assert "nested" in reasons["inner/deep"]
+    assert "not be smaller" in reasons["head"]
+    assert report.layers == []
+    assert "left as they were" in report.table()
+    np.testing.assert_allclose(
+        student.predict(x, verbose=0), model.predict(x, verbose=0)
+    )
+
+
+def test_target_ratio_picks_the_largest_bond_that_reaches_it():
+    x_tr, _, y_tr, _ = _digits()
+    model = _mlp(hidden=256)
+    _, report = compress(
+        model,
+        (x_tr[:64], y_tr[:64]),
+        target_ratio=100,
+        reconstruction_steps=0,
+        epochs=0,
+        verbose=0,
+    )
+    row = report.layers[0]
+    assert row["ratio"] >= 100
+    _, bigger = compress(
+        model,
+        (x_tr[:64], y_tr[:64]),
+        bond_dim=row["bond_dim"] + 1,
+        init="random",
+        epochs=0,
+        verbose=0,
+    )
+    assert bigger.layers[0]["ratio"] < 100
+    _, report = compress(
+        model,
+        (x_tr[:64], y_tr[:64]),
+        target_ratio=10**6,
+        init="random",
+        epochs=0,
+        verbose=0,
+    )
+    assert report.layers[0]["bond_dim"] == 1
+    assert "not reachable" in report.layers[0]["note"]
+
+
+def test_regression_is_scored_by_loss():
+    rng = np.random.default_rng(0)
+    model = keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(64, activation="tanh"),
+            keras.layers.Dense(1),
+        ]
+    )
+    x = rng.normal(size=(32, 8)).astype("float32")
+    y = x.sum(1, keepdims=True)
+    _, report = compress(
+        model,
+        {"x": x, "y": y},
+        min_params=0,
+        reconstruction_steps=5,
+        epochs=1,
+        verbose=0,
+    )
+    assert report.metric == "loss" and report.scores["teacher"] >= 0
+    assert "loss on data" in report.table()
+
+
+class _Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.dense = keras.layers.Dense(4)
+
+    def call(self, x):
+        return self.dense(x)
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"network": "nope"}, "network"),
+        ({"bond_dim": 0}, "bond_dim"),
+        ({"bond_dim": 2, "target_ratio": 10}, "target_ratio"),
+        ({"target_ratio": 1.0}, "target_ratio"),
+        ({"layers": ["missing"]}, "layers"),
+        ({"layers": ["flatten"]}, "layers"),
+        ({"layers": []}, "layers"),
+        ({"init": "svd"}, "init"),
+        ({"init": "magic"}, "init"),
+        ({"max_layers": 0}, "max_layers"),
+        ({"min_params": -1}, "min_params"),
+        ({"reconstruction_steps": -1}, "reconstruction_steps"),
+        ({"epochs": 1.5}, "epochs"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"learning_rate": 0}, "learning_rate"),
+        ({"temperature": -1}, "temperature"),
+        ({"alpha": 2}, "alpha"),
+        ({"task": "ranking"}, "task"),
+        ({"verbose": 3}, "verbose"),
+        ({"data": "x.npz"}, "data"),
+        ({"data": {"x": 1}}, "data"),
+        ({"data": (np.zeros((4, 5)), np.zeros(4))}, "data"),
+        ({"data": (np.zeros((4, 8)), np.zeros(3))}, "data"),
+        ({"validation_data": (np.zeros((4, 9)), np.zeros(4))}, "validation"),
+        ({"model": "model.keras"}, "model"),
+        ({"model": "subclassed"}, "model"),
+    ],
+)
+def test_bad_arguments_raise_before_any_work(kwargs, name, monkeypatch):
+    # importlib: `keras_adntn.compress` may also name the exported function
+    module = importlib.import_module("keras_adntn.compress")
+
+    def no_work(*args, **kw):
+        raise AssertionError("work started before the arguments were checked")
+
+    monkeypatch.setattr(module, "_select", no_work)
+    model = keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(64),
+            keras.layers.Flatten(name="flatten"),
+            keras.layers.Dense(2),
+        ]
+    )
+    if kwargs.get("model") == "subclassed":
+        kwargs["model"] = _Subclassed()
+        kwargs["model"](np.zeros((1, 8), "float32"))
+    args = {
+        "model": model,
+        "data": (np.zeros((4, 8), "float32"), np.zeros(4)),
+    }
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=name):
+        compress(**args)
+
+
+# -- the CLI
+
+
+@pytest.fixture
+def files(tmp_path):
+    rng = np.random.default_rng(0)
+    model = keras.Sequential(
+        [
+            keras.Input((16,)),
+            keras.layers.Dense(128, activation="relu", name="big"),
+            keras.layers.Dense(3),
+        ]
+    )
+    x = rng.normal(size=(48, 16)).astype("float32")
+    y = rng.integers(0, 3, 48)
+    paths = {
+        "model": os.path.join(tmp_path, "model.keras"),
+        "data": os.path.join(tmp_path, "data.npz"),
+        "out": os.path.join(tmp_path, "small.keras"),
+        "wrong": os.path.join(tmp_path, "wrong.npz"),
+        "noy": os.path.join(tmp_path, "noy.npz"),
+        "bad": os.path.join(tmp_path, "bad.npz"),
+    }
+    model.save(paths["model"])
+    np.savez(paths["data"], x=x, y=y, x_val=x[:16], y_val=y[:16])
+    np.savez(paths["wrong"], x=np.zeros((4, 5), "f4"), y=np.zeros(4))
+    np.savez(paths["noy"], x=x)
+    with open(paths["bad"], "w") as f:
+        f.write("not a zip")
+    return paths
+
+
+def test_cli_compress(files, capsys):
+    argv = ["compress", files["model"], files["data"], files["out"]]
+    assert main(argv + ["--bond-dim", "2", "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "big" in out and "TNDense" in out and "validation_data" in out
+    loaded = keras.saving.load_model(files["out"])
+    assert isinstance(loaded.get_layer("big"), TNDense)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["compress", "missing.keras", "{data}", "{out}"], "not found"),
+        (["compress", "{model}", "missing.npz", "{out}"], "not found"),
+        (["compress", "{model}", "{bad}", "{out}"], ".npz"),
+        (["compress", "{model}", "{noy}", "{out}"], "'y'"),
+        (["compress", "{model}", "{wrong}", "{out}"], "shape"),
+        (["compress", "{model}", "{data}", "/no/such/dir/o.keras"], "dir"),
+        (["compress", "{model}", "{data}", "out.h5"], ".keras"),
+        (["compress", "{model}", "{data}", "{out}", "--network", "x"], "one"),
+        (["compress", "{model}", "{data}", "{out}", "--layers", "z"], "z"),
+        (
+            [
+                "compress",
+                "{model}",
+                "{data}",
+                "{out}",
+                "--bond-dim",
+                "2",
+                "--ratio",
+                "5",
+            ],
+            "either",
+        ),
+    ],
+)
+def test_cli_compress_errors(args, message, files, capsys):
+    argv = [a.format(**files) for a in args]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and message in err
+    assert "Traceback" not in err
+    assert not os.path.exists(files["out"])
+
+
+def test_report_is_plain_data():
+    report = CompressionReport(
+        [
+            {
+                "name": "d",
+                "type": "Dense",
+                "new_type": "TNDense",
+                "network": "ttn",
+                "bond_dim": 2,
+                "params_before": 100,
+                "params_after": 10,
+                "ratio": 10.0,
+                "init": "activations",
+                "error_init": 0.9,
+                "error_final": 0.8,
+                "note": "",
+            }
+        ],
+        [{"name": "s", "type": "Dense", "reason": "shared layer"}],
+        "accuracy",
+        {"teacher": 0.9, "student_init": 0.1, "student_final": 0.89},
+        "data",
+        200,
+        110,
+    )
+    d = json.loads(json.dumps(report.to_dict()))
+    assert d["replaced_params_before"] == 100
+    assert d["replaced_params_after"] == 10
+    table = report.table()
+    assert "10.0x" in table and "shared layer" in table and "0.8900" in table

@@ -1,0 +1,288 @@
+"""Growth of the bond dimension (SPEC §7): `grow`, `BondGrowth`."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_adntn import TNConv2D
+from keras_adntn import TNDense
+from keras_adntn import TNMultiHeadAttention
+from keras_adntn.callbacks.bond_growth import BondGrowth
+from tests import layer_contract as contract
+
+NETWORKS = ["ttn", "attn", "mera", "brickwall", "mpo"]
+
+
+def _numpy(x):
+    return np.asarray(ops.convert_to_numpy(x), dtype=np.float64)
+
+
+def _relative(a, b):
+    return np.linalg.norm(a - b) / np.linalg.norm(b)
+
+
+def _core_values(layer):
+    network = layer.generator
+    return {c.name: _numpy(network._vars[c.name]) for c in network.cores}
+
+
+def _entries(layer, low, high, producers=False):
+    """`{core: bool mask}` of the entries active at `high` but not `low`
+    (`producers`: only those writing a new bond channel)."""
+    out = {}
+    for c in layer.generator.cores:
+        inputs, outputs = c.thresholds()
+        threshold = np.maximum(inputs, outputs)
+        out[c.name] = (threshold > low) & (threshold <= high)
+        if producers:
+            out[c.name] &= outputs > low
+    return out
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_capacity_starts_as_the_plain_layer(network):
+    x = contract.random_inputs((4, 16))
+    plain = TNDense(12, network=network, bond_dim=2, seed=0)
+    grown = TNDense(12, network=network, bond_dim=2, max_bond_dim=4, seed=0)
+    np.testing.assert_allclose(
+        _numpy(grown(x)), _numpy(plain(x)), rtol=1e-5, atol=1e-6
+    )
+    assert grown.count_params() > plain.count_params()
+    assert grown.active_params == plain.count_params()
+    assert plain.active_params == plain.count_params()
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+@pytest.mark.parametrize("activation", ["elu", "sigmoid"])
+def test_grow_keeps_the_function(network, activation):
+    if network == "mpo" and activation == "sigmoid":
+        pytest.skip("mpo has no activation")
+    x = contract.random_inputs((4, 16))
+    extra = {} if network == "mpo" else {"generator_activation": activation}
+    layer = TNDense(
+        12, network=network, bond_dim=1, max_bond_dim=4, seed=0, **extra
+    )
+    before = _numpy(layer(x))
+    for bond_dim in (2, 4):
+        layer.grow(bond_dim)
+        assert _relative(_numpy(layer(x)), before) <= 1e-3
+    assert layer.bond_dim == 4
+    assert layer.generator.bond_dim == 4
+    assert layer.get_config()["bond_dim"] == 4
+    assert layer.get_config()["max_bond_dim"] == 4
+    full = TNDense(12, network=network, bond_dim=4, seed=0, **extra)
+    full.build((None, 16))
+    assert layer.active_params == full.count_params()
+    fresh = _entries(layer, 1, 4)
+    values = _core_values(layer)
+    assert any(np.any(values[k][:, m] != 0) for k, m in fresh.items())
+
+
+def test_grow_keeps_conv_and_attention_outputs():
+    x = contract.random_inputs((2, 6, 6, 4))
+    conv = TNConv2D(8, 3, network="mera", bond_dim=2, max_bond_dim=3, seed=0)
+    before = _numpy(conv(x))
+    conv.grow(3)
+    assert _relative(_numpy(conv(x)), before) <= 1e-3
+    q = contract.random_inputs((2, 5, 8))
+    mha = TNMultiHeadAttention(
+        2, 4, network="ttn", bond_dim=1, max_bond_dim=3, seed=0
+    )
+    before = _numpy(mha(q, q))
+    mha.grow(3)
+    assert _relative(_numpy(mha(q, q)), before) <= 1e-3
+    assert mha.bond_dim == 3
+    assert mha.active_params < mha.count_params()
+
+
+@pytest.mark.parametrize("network", ["ttn", "mpo"])
+def test_training_reaches_the_new_entries(network):
+    layer = TNDense(12, network=network, bond_dim=2, max_bond_dim=4, seed=0)
+    model = keras.Sequential([keras.Input((16,)), layer])
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+    x = contract.random_inputs((32, 16))
+    y = contract.random_inputs((32, 12), seed=1)
+    model.train_on_batch(x, y)
+    layer.grow(3)
+    start = _core_values(layer)
+    for _ in range(3):
+        model.train_on_batch(x, y)
+    end = _core_values(layer)
+    fresh, unused = _entries(layer, 2, 3), _entries(layer, 3, 4)
+    moved = sum(
+        int(np.sum((end[k] != start[k])[:, m])) for k, m in fresh.items()
+    )
+    assert moved > 0
+    # producers of the new channels start at 0 (elu(0) = 0, linear mpo)
+    # and are reached by the gradient through the random consumers
+    for name, mask in _entries(layer, 2, 3, producers=True).items():
+        assert np.all(start[name][:, mask] == 0)
+    assert any(
+        np.any(end[k][:, m] != 0)
+        for k, m in _entries(layer, 2, 3, producers=True).items()
+    )
+    for name, mask in unused.items():
+        assert np.all(end[name][:, mask] == 0)
+
+
+def _growth_model(jit_compile):
+    model = keras.Sequential(
+        [
+            keras.Input((16,)),
+            TNDense(12, bond_dim=2, max_bond_dim=4, seed=0, activation="tanh"),
+            TNDense(4, network="mpo", bond_dim=1, max_bond_dim=2, seed=1),
+        ]
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss="mse",
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+@pytest.mark.parametrize("jit_compile", ["auto", True])
+def test_bond_growth_during_fit(jit_compile):
+    if jit_compile is True and keras.backend.backend() == "torch":
+        pytest.skip("jit_compile=True is not supported with torch")
+    model = _growth_model(jit_compile)
+    first, second = model.layers
+    x = contract.random_inputs((32, 16))
+    y = contract.random_inputs((32, 4), seed=1)
+    callback = BondGrowth(patience=0, min_delta=1e9)
+    history = model.fit(
+        x,
+        y,
+        batch_size=16,
+        epochs=4,
+        validation_data=(x, y),
+        callbacks=[callback],
+        verbose=0,
+    )
+    logs = history.history
+    # epoch 0 sets the best value; every later epoch counts as a plateau
+    assert logs["bond_dim"] == [2, 2, 3, 4]
+    assert logs[f"{first.name}/bond_dim"] == [2, 2, 3, 4]
+    assert logs[f"{second.name}/bond_dim"] == [1, 1, 2, 2]
+    assert first.bond_dim == 4 and second.bond_dim == 2
+    assert first.generator.bond_dim == 4
+    assert callback.events == [
+        (1, first.name, 2, 3),
+        (1, second.name, 1, 2),
+        (2, first.name, 3, 4),
+    ]
+    assert int(_numpy(model.optimizer.iterations)) == 8
+    # the producers activated after epoch 1 (set to 0 by `grow`) learned
+    # in epochs 2 and 3: the compiled step saw the new mask and values
+    values = _core_values(first)
+    fresh = _entries(first, 2, 3, producers=True)
+    assert any(np.any(values[k][:, m] != 0) for k, m in fresh.items())
+    # the optimizer kept its state across the growths: the moments of the
+    # cores are not zero where they were active from the start
+    moments = [
+        _numpy(v)
+        for v in model.optimizer.variables
+        if "momentum" in v.path or "velocity" in v.path
+    ]
+    assert moments and all(np.isfinite(m).all() for m in moments)
+    assert sum(float(np.abs(m).sum()) for m in moments) > 0
+    np.testing.assert_allclose(
+        _numpy(model.predict(x, verbose=0)),
+        _numpy(model(x)),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+
+
+def test_bond_growth_selection_cap_and_patience():
+    model = _growth_model("auto")
+    first, second = model.layers
+    callback = BondGrowth(
+        monitor="loss", patience=2, max_bond_dim=3, layers=[first.name]
+    )
+    callback.set_model(model)
+    callback.on_train_begin()
+    grown = []
+    for epoch, loss in enumerate([1.0, 0.5, 0.6, 0.55, 0.7, 0.7, 0.7]):
+        logs = {"loss": loss}
+        callback.on_epoch_end(epoch, logs)
+        grown.append(first.bond_dim)
+        assert logs["bond_dim"] == logs[f"{first.name}/bond_dim"]
+    # two epochs without improvement on 0.5 -> grow; again -> capped at 3
+    assert grown == [2, 2, 2, 3, 3, 3, 3]
+    assert second.bond_dim == 1
+    with pytest.raises(ValueError, match="not a layer"):
+        bad = BondGrowth(layers=["nope"])
+        bad.set_model(model)
+        bad.on_train_begin()
+
+
+def test_growth_does_not_reset_the_optimizer():
+    model = _growth_model("auto")
+    x = contract.random_inputs((32, 16))
+    y = contract.random_inputs((32, 4), seed=1)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    before = [_numpy(v) for v in model.optimizer.variables]
+    count = len(model.optimizer.variables)
+    model.layers[0].grow(3)
+    after = [_numpy(v) for v in model.optimizer.variables]
+    assert len(model.optimizer.variables) == count
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a, b)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert int(_numpy(model.optimizer.iterations)) == 4
+
+
+def test_grown_model_reloads(tmp_path):
+    model = _growth_model("auto")
+    x = contract.random_inputs((8, 16))
+    model.layers[0].grow(4)
+    model.layers[1].grow(2)
+    model.fit(x, _numpy(model(x)) + 0.1, epochs=1, verbose=0)
+    path = os.path.join(tmp_path, "grown.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(
+        _numpy(loaded(x)), _numpy(model(x)), rtol=1e-5, atol=1e-6
+    )
+    assert loaded.layers[0].bond_dim == 4
+    assert loaded.layers[0].max_bond_dim == 4
+    assert loaded.layers[1].bond_dim == 2
+    # weights of the grown model set into an ungrown one: the active bond
+    # comes with them, and growth goes on from there
+    fresh = _growth_model("auto")
+    fresh.set_weights(model.get_weights())
+    np.testing.assert_allclose(
+        _numpy(fresh(x)), _numpy(model(x)), rtol=1e-5, atol=1e-6
+    )
+    with pytest.raises(ValueError, match="bond_dim"):
+        fresh.layers[0].grow(3)
+    assert fresh.layers[0].bond_dim == 4
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="max_bond_dim"):
+        TNDense(8, bond_dim=3, max_bond_dim=2)
+    with pytest.raises(ValueError, match="max_bond_dim"):
+        TNConv2D(8, 3, bond_dim=3, max_bond_dim=2.5)
+    with pytest.raises(ValueError, match="max_bond_dim"):
+        TNMultiHeadAttention(2, 4, bond_dim=2, max_bond_dim=1)
+    layer = TNDense(8, bond_dim=2, max_bond_dim=3, seed=0)
+    layer.build((None, 8))
+    with pytest.raises(ValueError, match="max_bond_dim"):
+        layer.grow(4)
+    with pytest.raises(ValueError, match="bond_dim"):
+        layer.grow(1)
+    layer.grow(2)  # no-op
+    assert layer.bond_dim == 2
+    plain = TNDense(8, bond_dim=2, seed=0)
+    plain.build((None, 8))
+    with pytest.raises(ValueError, match="max_bond_dim"):
+        plain.grow(3)
+    with pytest.raises(ValueError, match="step"):
+        BondGrowth(step=0)
+    with pytest.raises(ValueError, match="mode"):
+        BondGrowth(mode="up")
