@@ -157,6 +157,9 @@ class Siren(GeneratorActivation):
         return {"omega0": self.omega0}
 
 
+Q_FLOOR = 0.1  # lower bound of the rational activation's denominator
+
+
 @_register
 class Rational(GeneratorActivation):
     """Learnable rational `P(x) / Q(x)` of type (3, 2) (Boulle et al.).
@@ -165,7 +168,11 @@ class Rational(GeneratorActivation):
     initialised to the paper's best rational approximation of ReLU on
     [-1, 1]: `a = (1.1915, 1.5957, 0.5, 0.0218)`, `b = (2.383, 0, 1)`
     (highest degree first). The coefficients are weights of the generator
-    network (`act{level}_numerator`, `act{level}_denominator`).
+    network (`act{level}_numerator`, `act{level}_denominator`). The
+    denominator is evaluated in the safe form
+    `Q(x) = max(|b0|, 0.1) + |b2 x^2 + b1 x|` (as in Padé activation
+    units), equal to `Q` at the initialisation but never below 0.1, so
+    training cannot drive it through zero.
 
     Returns (when called): `P(x) / Q(x)`.
 
@@ -202,7 +209,11 @@ class Rational(GeneratorActivation):
             return ops.cast(c[:, k : k + 1], x.dtype)
 
         p = self._horner(params["numerator"], x, take)
-        q = self._horner(params["denominator"], x, take)
+        b = params["denominator"]
+        q = ops.add(
+            ops.maximum(ops.abs(take(b, 2)), Q_FLOOR),
+            ops.abs((take(b, 0) * x + take(b, 1)) * x),
+        )
         return ops.divide(p, q)
 
     def numpy_eval(self, x, params):
@@ -210,7 +221,10 @@ class Rational(GeneratorActivation):
             return np.asarray(c[:, k : k + 1], dtype=x.dtype)
 
         p = self._horner(params["numerator"], x, take)
-        q = self._horner(params["denominator"], x, take)
+        b = params["denominator"]
+        q = np.maximum(np.abs(take(b, 2)), Q_FLOOR) + np.abs(
+            (take(b, 0) * x + take(b, 1)) * x
+        )
         return p / q
 
     def gain_squared(self):

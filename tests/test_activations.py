@@ -159,3 +159,41 @@ def test_get_and_serialize():
     assert tn_act.serialize(tn_act.Rational()) == "rational"
     with pytest.raises(ValueError):
         TNDense(8, generator_activation="no_such_activation")
+
+
+def test_rational_denominator_cannot_reach_zero():
+    fn = tn_act.Rational()
+    x = np.linspace(-3, 3, 61, dtype="float32")[None, :]
+    bad = {
+        "numerator": np.ones((1, 4), "float32"),
+        "denominator": np.asarray([[-1.0, 2.0, 0.0]], "float32"),
+    }  # b2 x^2 + b1 x + b0 = x (2 - x): zero at x = 0 and x = 2
+    got = ops.convert_to_numpy(fn.keras_call(ops.convert_to_tensor(x), bad))
+    assert np.isfinite(got).all()
+    assert np.abs(got).max() <= np.abs(x**3 + x**2 + x + 1).max() / 0.1
+    np.testing.assert_allclose(got, fn.numpy_eval(x, bad), rtol=1e-5)
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() == "torch", reason="jit_compile: TF and JAX"
+)
+@pytest.mark.parametrize("name", NAMES)
+def test_jit_training_with_learnable_activations(name):
+    model = keras.Sequential(
+        [
+            keras.Input((16,)),
+            TNDense(8, generator_activation=name, seed=0),
+        ]
+    )
+    model.compile(optimizer="adam", loss="mse", jit_compile=True)
+    x = random_inputs((32, 16))
+    y = random_inputs((32, 8), seed=1)
+    before = [ops.convert_to_numpy(v) for v in model.trainable_variables]
+    history = model.fit(x, y, epochs=3, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    changed = [
+        not np.allclose(a, ops.convert_to_numpy(v))
+        for a, v in zip(before, model.trainable_variables)
+    ]
+    assert all(changed)

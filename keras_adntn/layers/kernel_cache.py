@@ -108,9 +108,7 @@ class KernelCache:
         )
         if not use_cache:
             return generate()
-        current = ops.concatenate(
-            [ops.reshape(ops.cast(v, "float32"), (-1,)) for v in self.sources]
-        )
+        current = ops.concatenate([_flat(v) for v in self.sources])
         stale = ops.logical_not(ops.all(ops.equal(self.tag, current)))
         names = self.names
 
@@ -139,6 +137,15 @@ class KernelCache:
         for name, kernel in zip(self.names, kernels):
             self.slots[name].assign(kernel)
         self.tag.assign(current)
+
+
+def _flat(variable):
+    """The variable's values as a float32 vector (few ops: this runs in
+    every inference call)."""
+    x = variable.value
+    if keras.backend.standardize_dtype(x.dtype) != "float32":
+        x = ops.cast(x, "float32")
+    return x if len(x.shape) == 1 else ops.reshape(x, (-1,))
 
 
 def _traced(x):
