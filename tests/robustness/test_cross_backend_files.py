@@ -55,17 +55,26 @@ LOAD = textwrap.dedent(
 )
 
 
-def _run(backend, script, *args):
-    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-    result = subprocess.run(
-        [sys.executable, "-c", script, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
+def _run_all(jobs):
+    """Runs `(backend, script, *args)` jobs side by side; their stdouts."""
+    procs = []
+    for backend, script, *args in jobs:
+        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", script, *args],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    outputs = []
+    for proc, job in zip(procs, jobs):
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, (job[0], err[-3000:])
+        outputs.append(out)
+    return outputs
 
 
 @pytest.mark.skipif(
@@ -73,13 +82,10 @@ def _run(backend, script, *args):
     reason="spawns every backend itself; runs once, in the tensorflow pass",
 )
 def test_keras_files_move_between_backends(tmp_path):
-    stems = []
-    for backend in BACKENDS:
-        stem = os.path.join(tmp_path, backend)
-        _run(backend, SAVE, stem)
-        stems.append(stem)
-    for backend in BACKENDS:
-        lines = _run(backend, LOAD, *stems).strip().splitlines()
-        diffs = json.loads(lines[-1])
+    stems = [os.path.join(tmp_path, backend) for backend in BACKENDS]
+    _run_all([(b, SAVE, stem) for b, stem in zip(BACKENDS, stems)])
+    outputs = _run_all([(b, LOAD, *stems) for b in BACKENDS])
+    for backend, out in zip(BACKENDS, outputs):
+        diffs = json.loads(out.strip().splitlines()[-1])
         assert max(diffs.values()) <= 1e-5, (backend, diffs)
     assert np.load(stems[0] + "_y.npy").shape == (4, 12)
