@@ -118,11 +118,13 @@ def draw_core(
     return std * rng.standard_normal(shape)
 
 
-def calibrate(network, values: dict) -> bool:
+def calibrate(network, values: dict) -> np.ndarray:
     """Rescales `values` in place (see the module docstring).
 
-    Returns whether the generated tensor is alive: finite and, where it has
-    more than one used entry, not constant.
+    Returns, per group, whether the generated tensor is alive: finite and,
+    where it has more than one used entry, not constant (boolean
+    `(groups,)`). Calibration is per group, so recalibrating a calibrated
+    group leaves it unchanged.
     """
     from keras_adntn.networks.base import numpy_ops
 
@@ -164,6 +166,8 @@ def calibrate(network, values: dict) -> bool:
 
     out = network._run(cores, xp, hook)
     used = out if mask is None else out[:, mask]
-    if not np.isfinite(used).all():
-        return False
-    return used.shape[1] < 2 or bool((used.std(axis=1) > 0).all())
+    alive = np.isfinite(used).all(axis=1)
+    if used.shape[1] > 1:
+        with np.errstate(invalid="ignore"):
+            alive &= used.std(axis=1) > 0
+    return alive

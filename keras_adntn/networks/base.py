@@ -42,7 +42,7 @@ from keras_adntn import initializers as tn_init
 from keras_adntn._compute import KerasOps
 from keras_adntn._compute import NumpyOps
 
-MAX_DRAWS = 20
+MAX_DRAWS = 64
 GROWTH_NOISE = 1e-2
 ACTIVE_BOND = "active_bond_dim"
 
@@ -429,14 +429,22 @@ class GeneratorNetwork(keras.layers.Layer):
         rng = np.random.default_rng(seed)
         gains = tn_init.level_gains(self)
         acts = tn_init.level_activations(self)
+        values, alive = None, None
         for _ in range(MAX_DRAWS):
-            values = {
+            draw = {
                 c.name: tn_init.draw_core(rng, c, self.groups, gains, acts)
                 for c in self.cores
             }
-            # A draw can be dead (e.g. ReLU with bond_dim 1 zeroes a whole
-            # level): draw again from the same generator, deterministically.
-            if tn_init.calibrate(self, values):
+            if values is None:
+                values = draw
+            else:
+                for name, value in values.items():
+                    value[~alive] = draw[name][~alive]
+            # A group's draw can be dead (e.g. ReLU with bond_dim 1 zeroes a
+            # whole level): its cores are drawn again from the same
+            # generator, deterministically; live groups are kept.
+            alive = tn_init.calibrate(self, values)
+            if alive.all():
                 break
         return values
 
