@@ -15,8 +15,11 @@ from keras_adntn import initializers as tn_init
 
 NETWORKS = ["ttn", "attn", "mera", "brickwall", "mpo"]
 ACTIVATIONS = ["elu", "gelu", "tanh", "silu", "relu"]
+# derandomize: the same examples on every run, so CI is reproducible (a
+# random run found the example pinned below; it stays pinned)
 FAST = settings(
     max_examples=25,
+    derandomize=True,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
