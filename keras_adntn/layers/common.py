@@ -106,7 +106,8 @@ def dense_count(*dims) -> int:
 
 
 def generator_config(layer) -> dict:
-    """Config entries of the generator and bias arguments TN layers share."""
+    """Config entries of the generator, bias and kernel arguments TN layers
+    share."""
     return {
         "network": layer.network,
         "bond_dim": layer.bond_dim,
@@ -123,6 +124,8 @@ def generator_config(layer) -> dict:
         "bias_regularizer": regularizers.serialize(layer.bias_regularizer),
         "bias_constraint": constraints.serialize(layer.bias_constraint),
         "core_regularizer": regularizers.serialize(layer.core_regularizer),
+        "execution": layer.execution,
+        "kernel_quantization": layer.kernel_quantization,
     }
 
 

@@ -390,8 +390,6 @@ class TNConv2D(keras.layers.Layer):
                 "activation": activations.serialize(self.activation),
                 "use_bias": self.use_bias,
                 "generator_groups": self.generator_groups,
-                "execution": self.execution,
-                "kernel_quantization": self.kernel_quantization,
             }
         )
         config.update(common.generator_config(self))

@@ -242,8 +242,6 @@ class TNDense(keras.layers.Layer):
                 "activation": activations.serialize(self.activation),
                 "use_bias": self.use_bias,
                 "groups": self.groups,
-                "execution": self.execution,
-                "kernel_quantization": self.kernel_quantization,
             }
         )
         config.update(common.generator_config(self))

@@ -796,8 +796,6 @@ class TNMultiHeadAttention(keras.layers.Layer):
                 "attention_axes": self.attention_axes,
                 "joint_qkv": self.joint_qkv,
                 "groups": self.groups,
-                "execution": self.execution,
-                "kernel_quantization": self.kernel_quantization,
             }
         )
         config.update(common.generator_config(self))
