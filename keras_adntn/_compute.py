@@ -11,6 +11,7 @@ slice, of rank at most 5 when `max_rank` is 5.
 """
 
 import contextlib
+import contextvars
 import math
 
 import keras
@@ -66,6 +67,11 @@ class NumpyOps:
         return x[tuple(slice(0, s) for s in sizes)]
 
     @staticmethod
+    def take(x, index, axis):
+        """The entries at scalar `index` along `axis` (axis removed)."""
+        return np.take(x, index, axis=axis)
+
+    @staticmethod
     def mask(x, threshold, active):
         """`x` where `threshold <= active`, 0 elsewhere (growth masks)."""
         return x * (np.asarray(threshold) <= active).astype(x.dtype)
@@ -114,6 +120,11 @@ class KerasOps:
         return ops.slice(x, [0] * len(sizes), list(sizes))
 
     @staticmethod
+    def take(x, index, axis):
+        """The entries at scalar `index` along `axis` (axis removed)."""
+        return ops.take(x, index, axis=axis)
+
+    @staticmethod
     def mask(x, threshold, active):
         """`x` where `threshold <= active`, 0 elsewhere (growth masks)."""
         keep = ops.cast(ops.less_equal(threshold, active), x.dtype)
@@ -124,12 +135,15 @@ class KerasOps:
         return fn(x)
 
 
-_DEFAULT_OPS = None
+# What an export asks of the layers while it traces them. Context variables,
+# not module globals: a trace sets them for its own block only.
+_GENERATION_OPS = contextvars.ContextVar("adntn_generation_ops", default=None)
+_DEVICE_MATMUL = contextvars.ContextVar("adntn_device_matmul", default=None)
 
 
 def generation_ops_active() -> bool:
     """Whether a `generation_ops` block (an export trace) is active."""
-    return _DEFAULT_OPS is not None
+    return _GENERATION_OPS.get() is not None
 
 
 def default_ops():
@@ -137,9 +151,10 @@ def default_ops():
 
     `KerasOps()` (full-rank transposes) unless `generation_ops` set another.
     """
-    if _DEFAULT_OPS is None:
+    xp = _GENERATION_OPS.get()
+    if xp is None:
         return KerasOps()
-    return _DEFAULT_OPS() if callable(_DEFAULT_OPS) else _DEFAULT_OPS
+    return xp() if callable(xp) else xp
 
 
 @contextlib.contextmanager
@@ -149,17 +164,37 @@ def generation_ops(xp):
     `xp` is an executor, or a function of no argument returning a fresh
     one for every kernel generated.
 
-    The LiteRT export uses it to trace every TN layer's kernel with
-    `KerasOps(max_rank=5)` (and its core anchoring) while running the very
-    same layer code; outside the block nothing changes.
+    The LiteRT export uses it to trace every TN layer's kernel with its own
+    executor (rank <= 5 transposes, TFLite Micro friendly matmuls) while
+    running the very same layer code; outside the block nothing changes.
     """
-    global _DEFAULT_OPS
-    previous = _DEFAULT_OPS
-    _DEFAULT_OPS = xp
+    token = _GENERATION_OPS.set(xp)
     try:
         yield xp
     finally:
-        _DEFAULT_OPS = previous
+        _GENERATION_OPS.reset(token)
+
+
+def device_matmul(layer, inputs):
+    """`inputs @ kernel` as an export's on-device schedule computes it.
+
+    Returns None (the layer generates its kernel and multiplies as usual)
+    unless a `device_schedule` block is active and takes `layer`: then the
+    tensor its schedule computes (e.g. the kernel made and consumed block
+    by block, `keras_adntn.export.tiling`).
+    """
+    schedule = _DEVICE_MATMUL.get()
+    return None if schedule is None else schedule(layer, inputs)
+
+
+@contextlib.contextmanager
+def device_schedule(schedule):
+    """Inside the block, `device_matmul(layer, x)` calls `schedule`."""
+    token = _DEVICE_MATMUL.set(schedule)
+    try:
+        yield schedule
+    finally:
+        _DEVICE_MATMUL.reset(token)
 
 
 def permute_modes(x, xp, sizes, perm):

@@ -7,6 +7,7 @@ from keras import initializers
 from keras import ops
 from keras import regularizers
 
+from keras_adntn import _compute
 from keras_adntn.layers import common
 from keras_adntn.layers import kernel_quantization as kq
 from keras_adntn.layers.kernel_cache import KernelCache
@@ -224,9 +225,11 @@ class TNDense(keras.layers.Layer):
         common.grow(self, bond_dim, noise)
 
     def call(self, inputs, training=None):
-        kernel = self._kernel_cache.fetch(self._generate, training)["kernel"]
-        kernel = ops.cast(kernel, self.compute_dtype)
-        x = ops.matmul(inputs, kernel)
+        x = _compute.device_matmul(self, inputs)  # an export's schedule
+        if x is None:
+            kernel = self._kernel_cache.fetch(self._generate, training)
+            kernel = ops.cast(kernel["kernel"], self.compute_dtype)
+            x = ops.matmul(inputs, kernel)
         if self.bias is not None:
             x = ops.add(x, self.bias)
         return self.activation(x)

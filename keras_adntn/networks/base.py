@@ -85,6 +85,24 @@ class CoreSpec:
         return inputs, outputs
 
 
+@dataclass(frozen=True)
+class ModeTrace:
+    """The modes a plan creates (`GeneratorNetwork.mode_trace`).
+
+    Attributes:
+        sizes: size of every mode, by id.
+        stages: per plan stage, one `(consumed ids, produced ids)` per
+            contraction (cycle block or chain core; none for the others).
+        leaves: the id of the mode at every leaf position of the output.
+        latent: the ids of the latent tensor's modes (empty: no latent).
+    """
+
+    sizes: tuple
+    stages: list
+    leaves: tuple
+    latent: tuple = ()
+
+
 def bond(chi: int, radix: int, leaves: int) -> int:
     """Bond dimension of a leg covering `leaves` modes: `min(chi, p**n)`."""
     cap = 1
@@ -292,34 +310,83 @@ class GeneratorNetwork(keras.layers.Layer):
         return "\n".join(lines)
 
     # -- execution ------------------------------------------------------------
-    def _run(self, cores, xp, hook=None):
+    def _run(self, cores, xp, hook=None, fixed=None):
+        """Walks the plan with executor `xp`.
+
+        `fixed` (`{leaf position: index}`, the index a scalar of `xp`)
+        generates only the slice of the tensor at those leaf values: the
+        core that produces each fixed leaf last is sliced at its index
+        (the contractions after it only move that mode, and activations
+        are elementwise, so slicing there is exact), and the fixed modes
+        have size 1 in the result. This is how an export generates a
+        kernel block by block.
+        """
         g = self.groups
         state = None
         last = max(i for i, s in enumerate(self.plan) if s[0] == "end_level")
+        trace = self.mode_trace() if fixed else None
+        fixed_ids = (
+            {trace.leaves[leaf]: index for leaf, index in fixed.items()}
+            if fixed
+            else {}
+        )
+
+        def size(mode):
+            return 1 if mode in fixed_ids else trace.sizes[mode]
+
+        def sliced(core, a, produced, tail=1):
+            """`core` `(g, a, prod(sizes of produced) * tail)` at the fixed
+            indices of the modes it produces."""
+            sizes = [trace.sizes[m] for m in produced]
+            for j in reversed(range(len(produced))):
+                if produced[j] not in fixed_ids:
+                    continue
+                before = math.prod(sizes[:j])
+                after = math.prod(sizes[j + 1 :]) * tail
+                core = xp.reshape(core, (g * a * before, sizes[j], after))
+                core = xp.take(core, fixed_ids[produced[j]], axis=1)
+                sizes[j] = 1
+            return xp.reshape(core, (g, a, math.prod(sizes) * tail))
+
         for index, stage in enumerate(self.plan):
             kind = stage[0]
+            steps = trace.stages[index] if trace else None
             if kind == "latent":
                 state = xp.reshape(cores[stage[1]], (g, -1))
             elif kind == "chain":
                 for k, name in enumerate(stage[1]):
                     b_in, q, b_out = self._shape(name)
                     core = xp.reshape(cores[name], (g, b_in, q * b_out))
+                    if steps and any(m in fixed_ids for m in steps[k][1]):
+                        core = sliced(core, b_in, steps[k][1], tail=b_out)
+                        q = math.prod(size(m) for m in steps[k][1])
                     if k == 0:
                         state = xp.reshape(core, (g, q, b_out))
                         continue
-                    size = state.shape[1]
+                    rows = state.shape[1]
                     state = xp.reshape(
-                        xp.matmul(state, core), (g, size * q, b_out)
+                        xp.matmul(state, core), (g, rows * q, b_out)
                     )
                 state = xp.reshape(state, (g, -1))
             elif kind == "cycle":
-                for a, b, name in stage[1]:
+                for k, (a, b, name) in enumerate(stage[1]):
+                    core = None if name is None else cores[name]
+                    if steps:
+                        consumed, produced = steps[k]
+                        a = math.prod(size(m) for m in consumed)
+                        if name is not None and any(
+                            m in fixed_ids for m in produced
+                        ):
+                            core = sliced(
+                                xp.reshape(core, (g, a, b)), a, produced
+                            )
+                        b = math.prod(size(m) for m in produced)
                     rest = state.shape[1] // a
                     state = xp.reshape(state, (g, a, rest))
                     if name is None:
                         state = xp.transpose(state, (0, 2, 1))
                     else:
-                        core = xp.reshape(cores[name], (g, a, b))
+                        core = xp.reshape(core, (g, a, b))
                         state = xp.lead_matmul(state, core)
                     state = xp.reshape(state, (g, rest * b))
             else:
@@ -332,6 +399,88 @@ class GeneratorNetwork(keras.layers.Layer):
                         fn = fn.bind(self._bind_params(act, cores, xp))
                     state = xp.activate(fn, state)
         return state
+
+    def sliced_peak(self, leaves) -> int:
+        """Largest state (entries, all groups) of a run with `leaves`
+        fixed (`generate(fixed=...)`): what a block of the tiled export
+        holds at its widest."""
+        trace = self.mode_trace()
+        fixed = {trace.leaves[leaf] for leaf in leaves}
+        modes, peak = [], 0
+
+        def entries(ids):
+            return math.prod(1 if m in fixed else trace.sizes[m] for m in ids)
+
+        for stage, steps in zip(self.plan, trace.stages):
+            if stage[0] == "latent":
+                modes = list(trace.latent)
+            for consumed, produced in steps:
+                if stage[0] == "chain":
+                    modes = modes + list(produced)
+                else:
+                    modes = modes[len(consumed) :] + list(produced)
+                peak = max(peak, entries(modes))
+            peak = max(peak, entries(modes))
+        return self.groups * peak
+
+    def mode_trace(self) -> "ModeTrace":
+        """Which modes every contraction of the plan consumes and produces.
+
+        Modes get ids in the order they appear; the trace maps each leaf
+        position of the generated tensor to the id of the mode that ends
+        there, and each step to `(consumed ids, produced ids)`. A move
+        (`name=None`) produces the mode it consumes.
+        """
+        if getattr(self, "_mode_trace", None) is not None:
+            return self._mode_trace
+        sizes, stages, modes, latent = [], [], [], ()
+
+        def new(size):
+            sizes.append(int(size))
+            return len(sizes) - 1
+
+        for stage in self.plan:
+            kind = stage[0]
+            steps = []
+            if kind == "latent":
+                modes = [new(d) for d in self._shape(stage[1])]
+                latent = tuple(modes)
+            elif kind == "chain":
+                modes = []
+                for name in stage[1]:
+                    _, q, _ = self._shape(name)
+                    leaves = round(math.log(q, self.radix))
+                    produced = [new(self.radix) for _ in range(leaves)]
+                    steps.append(((), tuple(produced)))
+                    modes += produced
+            elif kind == "cycle":
+                for a, b, name in stage[1]:
+                    consumed, product = [], 1
+                    while product < a:
+                        product *= sizes[modes[len(consumed)]]
+                        consumed.append(modes[len(consumed)])
+                    if product != a:  # pragma: no cover - plan invariant
+                        raise RuntimeError("a block does not consume modes.")
+                    modes = modes[len(consumed) :]
+                    if name is None:
+                        produced = consumed
+                    else:
+                        spec = self._spec(name)
+                        if len(spec.shape) == 2 and spec.legs:  # gates
+                            outs = [size for size, _ in spec.legs[1]]
+                        else:  # expansions: (in, *out modes)
+                            outs = list(spec.shape[1:])
+                        produced = [new(size) for size in outs]
+                    steps.append((tuple(consumed), tuple(produced)))
+                    modes = modes + produced
+            stages.append(steps)
+        if [sizes[m] for m in modes] != [self.radix] * self.num_modes:
+            raise RuntimeError(  # pragma: no cover - plan invariant
+                f"the plan of {type(self).__name__} does not end in "
+                f"{self.num_modes} modes of size {self.radix}."
+            )
+        self._mode_trace = ModeTrace(tuple(sizes), stages, tuple(modes), latent)
+        return self._mode_trace
 
     def _bind_params(self, act, cores, xp):
         """A learnable activation's coefficients: from `cores` (the
@@ -347,19 +496,27 @@ class GeneratorNetwork(keras.layers.Layer):
             params[param] = xp.convert(initial[param])
         return params
 
-    def _shape(self, name):
+    def _spec(self, name):
         for c in self.cores:
             if c.name == name:
-                return c.shape
+                return c
         raise KeyError(name)
 
-    def generate(self, xp=None):
-        """Runs the network; returns `(groups, radix**num_modes)` float32."""
+    def _shape(self, name):
+        return self._spec(name).shape
+
+    def generate(self, xp=None, fixed=None):
+        """Runs the network; returns `(groups, radix**num_modes)` float32.
+
+        `fixed` (`{leaf position: scalar index}`) generates the slice at
+        those leaf values only: `(groups, radix**(num_modes - len(fixed)))`
+        (see `_run`).
+        """
         xp = KerasOps() if xp is None else xp
         cores = {name: xp.convert(v) for name, v in self._vars.items()}
         if self.max_bond_dim is not None:
             cores = self._masked(cores, xp)
-        return self._run(cores, xp)
+        return self._run(cores, xp, fixed=fixed)
 
     def _masked(self, cores, xp):
         """`cores` times their 0/1 masks at the active bond dimension.

@@ -1,0 +1,313 @@
+"""Tracing a Keras model into the TensorFlow graph the converter reads.
+
+The very same layer code runs; the export only chooses, through the
+context variables of `keras_adntn._compute`, how kernels are made:
+
+- `"cached"`: `EagerOps` computes every generated kernel once, outside the
+  trace, so it enters the graph as a constant (an ordinary FULLY_CONNECTED
+  / CONV_2D model). The converter's own constant folding is not relied on:
+  it gives up on large intermediates.
+- `"on_the_fly"`: `TNDense` layers take their `device_matmul` from a
+  `tiling.DenseTiling` (the kernel made and consumed block by block in a
+  WHILE loop, its cores constants of the loop body). Other generating
+  layers (`TNConv2D`, `TNMultiHeadAttention`) generate their whole kernel
+  with `DeviceOps`, *anchored* to the model input: the converter folds
+  every subgraph whose inputs are all constants, so `anchor = min(|x0|, 0)`
+  (exactly 0 for a finite input, but not a constant) is added to the
+  first core each generation reads, and to the layer's own variables
+  (biases), keeping the generator in the graph as builtins.
+
+`DeviceOps` writes every contraction the way TensorFlow Lite Micro runs it
+without persistent copies. TFLM's BATCH_MATMUL keeps a persistent
+transposed copy of its left input when `adj_x` is set and of its right
+input unless `adj_y` is: state-sized buffers that are never freed. And
+the converter fuses a TRANSPOSE feeding a matmul into those flags. So a
+contraction of the leading mode (size `a`, a bond or a leaf pair: small)
+is a sum of `a` broadcast MULs, a chain step is FULLY_CONNECTED with the
+core as weights, and every transpose has rank <= 5.
+"""
+
+import re
+
+import keras
+import numpy as np
+
+from keras_adntn import _compute
+from keras_adntn._compute import KerasOps
+from keras_adntn.export.report import ANCHOR_SCOPE
+
+
+class DeviceOps(KerasOps):
+    """The generation executor of on-the-fly exports (see the module doc).
+
+    Args:
+        tf: the TensorFlow module.
+        anchor: None, or a scalar tensor added to the first core read (the
+            anchor of an untiled generation).
+        constants: read variables as constants of their current value
+            (inside a loop body, so that the body captures nothing).
+        reads: a dict to record `{id(variable): name scope}` of each read.
+    """
+
+    def __init__(self, tf, anchor=None, constants=False, reads=None):
+        super().__init__(max_rank=5)
+        self._tf = tf
+        self.anchor = anchor
+        self.constants = constants
+        self.reads = {} if reads is None else reads
+
+    def convert(self, x):
+        tf = self._tf
+        if isinstance(x, keras.Variable):
+            self.reads[id(x)] = tf.get_current_name_scope()
+            if self.constants:
+                with tf.init_scope():  # the value now, outside the trace
+                    value = np.asarray(x.value.numpy())
+                x = tf.constant(value)
+        x = tf.cast(x, tf.float32)
+        if self.anchor is not None:
+            x = x + self.anchor
+            self.anchor = None
+        return x
+
+    def lead_matmul(self, x, m):
+        # (g, a, rest) x (g, a, b) -> (g, rest, b) as a sum of `a` outer
+        # products (MUL with broadcasting, ADD): no transpose of the state
+        # for the converter to fuse into a BATCH_MATMUL `adj_x`, which
+        # TFLM runs with a persistent state-sized copy.
+        tf = self._tf
+        g, a, rest = x.shape
+        b = m.shape[2]
+        out = None
+        for j in range(a):
+            term = tf.reshape(x[:, j], (g, rest, 1)) * tf.reshape(
+                m[:, j], (g, 1, b)
+            )
+            out = term if out is None else out + term
+        return out
+
+    def matmul(self, x, m):
+        # (g, rows, k) x (g, k, n) -> (g, rows, n): FULLY_CONNECTED per
+        # group, the small core as its (n, k) weights.
+        tf = self._tf
+        groups = x.shape[0]
+        if groups == 1:
+            xs, ms = [tf.reshape(x, x.shape[1:])], [tf.reshape(m, m.shape[1:])]
+        else:
+            xs, ms = tf.unstack(x), tf.unstack(m)
+        outs = [
+            tf.matmul(a, tf.transpose(b), transpose_b=True)
+            for a, b in zip(xs, ms)
+        ]
+        if groups == 1:
+            return tf.reshape(outs[0], (1, *outs[0].shape))
+        return tf.stack(outs)
+
+    def take(self, x, index, axis):
+        return self._tf.gather(x, index, axis=axis)
+
+
+class EagerOps(KerasOps):
+    """`KerasOps` whose every primitive runs eagerly, outside the trace.
+
+    Inside the traced serving function each generated kernel is thus
+    computed once at export time and enters the graph as one constant.
+    """
+
+    def __init__(self, tf):
+        super().__init__(max_rank=None)
+        self._tf = tf
+        self.reads = {}  # id(variable) -> graph name scope of its read
+
+    def _eager(self, name, *args):
+        with self._tf.init_scope():
+            return getattr(KerasOps, name)(*args)
+
+    def convert(self, x):
+        if isinstance(x, keras.Variable):
+            self.reads[id(x)] = self._tf.get_current_name_scope()
+        return self._eager("convert", x)
+
+    def reshape(self, x, shape):
+        return self._eager("reshape", x, shape)
+
+    def transpose(self, x, axes):
+        return self._eager("transpose", x, axes)
+
+    def lead_matmul(self, x, m):
+        return self._eager("lead_matmul", x, m)
+
+    def matmul(self, x, m):
+        return self._eager("matmul", x, m)
+
+    def crop(self, x, sizes):
+        return self._eager("crop", x, sizes)
+
+    def mask(self, x, threshold, active):
+        return self._eager("mask", x, threshold, active)
+
+    def activate(self, fn, x):
+        return self._eager("activate", fn, x)
+
+    def take(self, x, index, axis):
+        return self._eager("take", x, index, axis)
+
+
+def generating_layers(model) -> list:
+    """Layers (nested ones too) with a generator network as a sublayer."""
+    from keras_adntn.networks.base import GeneratorNetwork
+
+    found = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, GeneratorNetwork):
+            continue
+        subs = layer._flatten_layers(include_self=False, recursive=False)
+        if any(isinstance(sub, GeneratorNetwork) for sub in subs):
+            found.append(layer)
+    return found
+
+
+def _anchor_mapping(tf, layers, x):
+    """The anchor, and the anchored values of `layers`' own variables
+    (biases...), for `keras.StatelessScope`.
+
+    Anchoring the bias keeps it out of the matmul that uses the generated
+    kernel. Without it, a zero (or absent) bias lets the converter turn
+    FULLY_CONNECTED(x, TRANSPOSE(kernel)) with a fused RELU into a
+    BATCH_MATMUL and drop the RELU (a converter bug seen with TF 2.21).
+    """
+    from keras_adntn.networks.base import GeneratorNetwork
+
+    with tf.name_scope(ANCHOR_SCOPE):
+        first = tf.reshape(tf.cast(x, tf.float32), [-1])[:1]
+        anchor = tf.minimum(tf.abs(first), 0.0)
+        mapping = []
+        for layer in layers:
+            generated = {
+                id(v)
+                for sub in layer._flatten_layers(include_self=False)
+                if isinstance(sub, GeneratorNetwork)
+                for v in sub.weights
+            }
+            with tf.name_scope(layer.name):
+                for variable in layer.weights:
+                    if id(variable) in generated:
+                        continue
+                    if not tf.as_dtype(variable.dtype).is_floating:
+                        continue
+                    value = tf.convert_to_tensor(variable.value)
+                    mapping.append(
+                        (variable, value + tf.cast(anchor, value.dtype))
+                    )
+    return anchor, mapping
+
+
+def input_specs(tf, model, batch_size):
+    """`tf.TensorSpec`s of the model inputs with a static batch size."""
+    specs = []
+    for k, inp in enumerate(model.inputs):
+        shape = (batch_size, *tuple(inp.shape)[1:])
+        dtype = tf.as_dtype(keras.backend.standardize_dtype(inp.dtype))
+        name = re.sub(r"[^A-Za-z0-9_]", "_", inp.name or f"input_{k}")
+        specs.append(tf.TensorSpec(shape, dtype, name=name))
+    return specs
+
+
+class Trace:
+    """A traced serving function and what the export needs to know of it.
+
+    Args:
+        tf: the TensorFlow module.
+        model: the Keras model.
+        mode: `"cached"` or `"on_the_fly"`.
+        batch_size: static batch size of the inputs (None: dynamic).
+        tilings: `{layer name: tiling.DenseTiling}` of the TNDense layers
+            generated block by block (on the fly).
+
+    Attributes:
+        concrete: the concrete function.
+        scopes: `{top-level layer name: graph name scope}`.
+    """
+
+    def __init__(self, tf, model, mode, batch_size, tilings=None):
+        from keras_adntn.export import tiling as tiling_module
+
+        self.tilings = dict(tilings or {})
+        specs = input_specs(tf, model, batch_size)
+        reads = {}
+        eager_ops = EagerOps(tf)
+        scales = {
+            name: tiling_module.int8_scales(t.layer)
+            for name, t in self.tilings.items()
+        }
+
+        def schedule(layer, inputs):
+            tiling = self.tilings.get(layer.name)
+            if tiling is None or tiling.layer is not layer:
+                return None
+            if tiling.tiled:  # cores: constants of the loop body
+                xp = DeviceOps(tf, constants=True, reads=reads)
+            else:
+                xp = DeviceOps(tf, anchor=anchor_of[0], reads=reads)
+            return tiling.matmul(tf, inputs, xp, scales[layer.name])
+
+        anchor_of = [None]
+
+        def call(*args):
+            inputs = args[0] if len(args) == 1 else list(args)
+            if mode != "on_the_fly":
+                with _compute.generation_ops(eager_ops):
+                    return model(inputs, training=False)
+            tiled = {id(t.layer) for t in self.tilings.values() if t.tiled}
+            untiled = [
+                layer
+                for layer in generating_layers(model)
+                if id(layer) not in tiled
+            ]
+            anchor, mapping = _anchor_mapping(tf, untiled, args[0])
+            anchor_of[0] = anchor
+            with keras.StatelessScope(state_mapping=mapping):
+                with _compute.generation_ops(
+                    lambda: DeviceOps(tf, anchor=anchor, reads=reads)
+                ):
+                    with _compute.device_schedule(schedule):
+                        return model(inputs, training=False)
+
+        self.concrete = tf.function(
+            call, input_signature=specs, autograph=False
+        ).get_concrete_function()
+        reads.update(eager_ops.reads)
+        self.scopes = _layer_scopes(model, self.concrete, reads)
+
+
+def _layer_scopes(model, concrete, reads):
+    """Maps each top-level layer to its name scope in the traced graph.
+
+    Keras may uniquify scope names (`tn_dense` -> `tn_dense_1`), so the
+    scope is read from the ops that read the layer's variables (or, for
+    cores read by an executor, from `reads`: the name scope at each read).
+    """
+    captured = {id(ext): internal for ext, internal in concrete.graph.captures}
+    scopes = {}
+    for layer in model.layers:
+        pattern = re.compile(re.escape(layer.name) + r"(_\d+)?")
+        for variable in layer.weights:
+            handle = getattr(getattr(variable, "value", None), "handle", None)
+            placeholder = captured.get(id(handle))
+            readers = [] if placeholder is None else placeholder.consumers()
+            names = [reader.name for reader in readers]
+            if id(variable) in reads:
+                names.append(reads[id(variable)].rstrip("/") + "/read")
+            for name in names:
+                if name.startswith(ANCHOR_SCOPE + "/"):
+                    continue
+                parts = name.split("/")
+                for k, part in enumerate(parts[:-1]):
+                    if pattern.fullmatch(part):
+                        scopes[layer.name] = "/".join(parts[: k + 1])
+                        break
+                if layer.name in scopes:
+                    break
+            if layer.name in scopes:
+                break
+    return scopes
