@@ -2,8 +2,10 @@
 
 - `keras-adntn demo`: trains dense vs. compressed MLPs on digits;
 - `keras-adntn summary MODEL.keras`: per-layer dense vs. stored parameters;
-- `keras-adntn export MODEL.keras OUT.tflite --mode cached|on_the_fly
-  [--quantize int8|float16 --data DATA.npz]`: LiteRT export;
+- `keras-adntn export MODEL.keras OUT.tflite [--mode on_the_fly|cached]
+  [--sram 256K] [--quantize int8|float16 --data DATA.npz]`: LiteRT export,
+  measured on TensorFlow Lite Micro, with every deployment mode side by
+  side with the Dense twin (`--no-compare` to skip);
 - `keras-adntn compress MODEL.keras DATA.npz OUT.keras [--network ttn
   --bond-dim N | --ratio R] [--layers a,b] [--epochs E]`: replaces the
   largest layers of a trained model with TN layers and fine-tunes it by
@@ -110,10 +112,12 @@ def _demo_export(model, x_test, out_dir):
             interpreter.invoke()
             got.append(interpreter.get_tensor(out)[0])
         error = np.abs(np.array(got) - expected).max() / np.abs(expected).max()
-        ops = ", ".join(sorted(report.ops))
+        arena = report.tflm_arena_bytes
+        arena = "-" if arena is None else f"{arena:,}"
         print(
-            f"  {mode:<10} {report.file_bytes:>8} bytes  parity "
-            f"{error:.1e} ({'ok' if error <= 1e-4 else 'FAILED'})  ops: {ops}"
+            f"  {mode:<10} flash {report.file_bytes:>7,} bytes  TFLM arena "
+            f"{arena:>8} bytes  parity {error:.1e} "
+            f"({'ok' if error <= 1e-4 else 'FAILED'})"
         )
 
 
@@ -236,35 +240,51 @@ def summary_command(path: str) -> list:
 def export_command(
     path: str,
     output: str,
-    mode: str = "cached",
+    mode: str = "on_the_fly",
     quantize: str | None = None,
     data: str | None = None,
+    sram: str | None = None,
+    compare: bool = True,
+    strip_strings: bool = False,
 ):
-    """`keras-adntn export ...`: writes the LiteRT file, prints its report.
+    """`keras-adntn export ...`: writes the LiteRT file, prints its report
+    and (with `compare`) the table of every deployment mode measured on
+    TensorFlow Lite Micro.
 
     Args:
         path: the `.keras` file.
         output: the `.tflite` file to write.
-        mode: `"cached"` or `"on_the_fly"`.
+        mode: `"on_the_fly"` or `"cached"`.
         quantize: None, `"int8"` or `"float16"`.
         data: `.npz` of calibration inputs (needed for `"int8"`): key `x`,
             or one array per model input, samples along axis 0.
+        sram: the arena budget, e.g. `"256K"` (`--sram`).
+        compare: also export every mode and print the comparison table.
+        strip_strings: drop tensor names from the written file.
 
     Returns:
         The `ExportReport` of `keras_adntn.export.export_litert`.
 
     Raises:
         CLIError: missing files, wrong formats, data that does not fit the
-            model, or a failed conversion.
+            model, a bad `--sram`, or a failed conversion.
 
     Example:
 
-    >>> export_command("m.keras", "m.tflite", "on_the_fly")  # doctest: +SKIP
+    >>> export_command("m.keras", "m.tflite", sram="64K")  # doctest: +SKIP
     """
+    import tempfile
+
+    from keras_adntn.export import compare_deployments
     from keras_adntn.export import export_litert
+    from keras_adntn.export import parse_bytes
 
     if quantize == "int8" and data is None:
         raise CLIError("--quantize int8 needs calibration inputs: --data X.npz")
+    try:
+        budget = parse_bytes(sram, "--sram")
+    except ValueError as e:
+        raise CLIError(str(e).replace("`--sram`", "--sram"))
     out_dir = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(out_dir):
         raise CLIError(f"output directory does not exist: {out_dir}")
@@ -279,11 +299,24 @@ def export_command(
             mode=mode,
             quantize=quantize,
             representative_dataset=samples,
+            arena_budget=budget,
+            strip_strings=strip_strings,
         )
+        print(report)
+        if compare:
+            with tempfile.TemporaryDirectory(prefix="adntn_compare_") as tmp:
+                table = compare_deployments(
+                    model,
+                    tmp,
+                    arena_budget=budget,
+                    representative_dataset=samples,
+                )
+            print()
+            print("Every deployment, measured on TensorFlow Lite Micro:")
+            print(table)
     except (ValueError, RuntimeError, ImportError) as e:
         lines = str(e).strip().splitlines()
         raise CLIError("export failed: " + (lines[-1] if lines else repr(e)))
-    print(report)
     return report
 
 
@@ -398,15 +431,49 @@ def main(argv=None) -> int:
         "summary", help="dense vs stored parameters of a .keras model"
     )
     show.add_argument("model", help="path of a .keras model")
-    export = sub.add_parser("export", help="export a .keras model to LiteRT")
+    export = sub.add_parser(
+        "export",
+        help="export a .keras model to LiteRT (TFLite / TFLite Micro)",
+        description="Writes a LiteRT flatbuffer, runs it on TensorFlow Lite "
+        "Micro's interpreter (flash = file size, arena = the smallest SRAM "
+        "it runs with), and prints every deployment mode side by side with "
+        "the Dense twin (the cached int8 export).",
+    )
     export.add_argument("model", help="path of a .keras model")
     export.add_argument("output", help="path of the .tflite file to write")
     export.add_argument(
-        "--mode", default="cached", choices=["cached", "on_the_fly"]
+        "--mode",
+        default="on_the_fly",
+        choices=["on_the_fly", "cached"],
+        help="on_the_fly (default): only the generator cores are stored and "
+        "the kernels are generated on the device, block by block within "
+        "--sram; cached: the generated kernels are stored as ordinary "
+        "weights (fastest, as large as the dense model)",
     )
-    export.add_argument("--quantize", default=None, choices=["int8", "float16"])
+    export.add_argument(
+        "--sram",
+        default=None,
+        help="tensor-arena budget, e.g. 256K or 1M (K = 1024 bytes): "
+        "on_the_fly exports generate in as many blocks as it takes",
+    )
+    export.add_argument(
+        "--quantize",
+        default=None,
+        choices=["int8", "float16"],
+        help="int8 needs --data; on the fly the generators stay float32",
+    )
     export.add_argument(
         "--data", default=None, help=".npz of calibration inputs (int8)"
+    )
+    export.add_argument(
+        "--no-compare",
+        action="store_true",
+        help="skip the table of every deployment mode",
+    )
+    export.add_argument(
+        "--strip-strings",
+        action="store_true",
+        help="drop tensor names from the file (less flash)",
     )
     small = sub.add_parser(
         "compress", help="replace the largest layers of a trained model"
@@ -442,7 +509,14 @@ def main(argv=None) -> int:
             summary_command(args.model)
         elif args.command == "export":
             export_command(
-                args.model, args.output, args.mode, args.quantize, args.data
+                args.model,
+                args.output,
+                args.mode,
+                args.quantize,
+                args.data,
+                sram=args.sram,
+                compare=not args.no_compare,
+                strip_strings=args.strip_strings,
             )
         elif args.command == "compress":
             compress_command(

@@ -41,9 +41,14 @@ def test_compress_trained_model_runs():
     reason="exports through a TensorFlow subprocess elsewhere; run once",
 )
 def test_deploy_litert_runs(tmp_path):
-    sizes = load("deploy_litert").main(str(tmp_path), epochs=3)
-    assert sizes["on_the_fly"][0] < sizes["cached"][0]
-    assert abs(sizes["on_the_fly"][1] - sizes["cached"][1]) < 0.02
+    pytest.importorskip("tflite_micro")
+    results = load("deploy_litert").main(str(tmp_path), epochs=3)
+    fly_flash, fly_accuracy, fly_arena = results["on_the_fly"]
+    cached_flash, cached_accuracy, _ = results["cached"]
+    assert fly_flash < cached_flash
+    assert fly_arena <= 32 * 1024  # the example's SRAM budget
+    # the same predictions on the device, whatever the mode
+    assert abs(fly_accuracy - cached_accuracy) < 0.01
 
 
 @pytest.mark.skipif(

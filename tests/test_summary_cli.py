@@ -109,6 +109,7 @@ def test_cli_summary(saved, capsys):
         ),
         (["export", "{model}", "/no/such/dir/out.tflite"], "directory"),
         (["export", "missing.keras", "{out}"], "not found"),
+        (["export", "{model}", "{out}", "--sram", "lots"], "--sram"),
     ],
 )
 def test_cli_errors_exit_cleanly(args, message, saved, tmp_path, capsys):
@@ -139,10 +140,18 @@ def test_cli_export(saved, tmp_path, capsys):
     if keras.backend.backend() != "tensorflow":
         pytest.skip("real conversion tested on the tensorflow backend")
     pytest.importorskip("ai_edge_litert")
+    pytest.importorskip("tflite_micro")
     out = os.path.join(tmp_path, "model.tflite")
-    assert main(["export", saved, out, "--mode", "on_the_fly"]) == 0
-    assert os.path.getsize(out) > 0
-    assert "on_the_fly" in capsys.readouterr().out
+    assert main(["export", saved, out, "--sram", "64K"]) == 0
+    printed = capsys.readouterr().out
+    # the report of the file written, then every mode measured on TFLM
+    flash = os.path.getsize(out)
+    assert f"file={flash:,} bytes" in printed
+    assert "mode=on_the_fly" in printed and "TFLite Micro (measured)" in printed
+    table = printed.split("Every deployment, measured on TensorFlow Lite")[1]
+    for label in ("Dense twin", "cached float32", "on the fly float32"):
+        assert label in table
+    assert "arena budget 64.0 KB" in table
 
 
 def test_cli_export_passes_arguments(saved, tmp_path, monkeypatch):
@@ -150,8 +159,9 @@ def test_cli_export_passes_arguments(saved, tmp_path, monkeypatch):
 
     calls = []
 
-    def fake(model, path, mode, quantize, representative_dataset):
+    def fake(model, path, mode, quantize, representative_dataset, **kw):
         calls.append((model, path, mode, quantize, representative_dataset))
+        assert kw == {"arena_budget": 2048, "strip_strings": True}
         return "report"
 
     monkeypatch.setattr(keras_adntn.export, "export_litert", fake)
@@ -159,6 +169,7 @@ def test_cli_export_passes_arguments(saved, tmp_path, monkeypatch):
     np.savez(data, x=np.ones((5, 8, 8, 3), "f8"))
     out = os.path.join(tmp_path, "q.tflite")
     argv = ["export", saved, out, "--mode", "cached", "--quantize", "int8"]
+    argv += ["--sram", "2K", "--strip-strings", "--no-compare"]
     assert main(argv + ["--data", data]) == 0
     model, path, mode, quantize, samples = calls[0]
     assert isinstance(model, keras.Model) and path == out

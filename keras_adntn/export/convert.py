@@ -24,6 +24,7 @@ from keras import ops
 
 from keras_adntn.export import report as report_module
 from keras_adntn.export.report import ANCHOR_ROW
+from keras_adntn.export.tflm import quiet_fd
 
 MAX_CALIBRATION_SAMPLES = 500
 
@@ -153,12 +154,13 @@ def _quantize_keeping_generators_float(model, trace, calibrated):
     names = report_module.op_names_of(
         calibrated, rows, [layer.name for layer in model.layers], trace.scopes
     )
-    return lite_convert.mlir_quantize(
-        calibrated,
-        fully_quantize=False,
-        disable_per_channel_for_dense_layers=True,
-        denylisted_nodes=names,
-    )
+    with quiet_fd(1):  # the quantiser prints its settings to stdout
+        return lite_convert.mlir_quantize(
+            calibrated,
+            fully_quantize=False,
+            disable_per_channel_for_dense_layers=True,
+            denylisted_nodes=names,
+        )
 
 
 def check_inputs(model, batch_size, sample=None) -> list:

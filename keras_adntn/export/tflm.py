@@ -58,21 +58,27 @@ def available() -> bool:
 
 
 @contextlib.contextmanager
-def _quiet_stderr():
-    """Silences the C++ library's messages ("Failed to resize buffer")
-    printed for every arena that is too small."""
+def quiet_fd(target: int = 2):
+    """Silences what C++ code writes to file descriptor `target` (2:
+    TFLM's "Failed to resize buffer" for every arena that is too small;
+    1: the quantiser's settings line)."""
     try:
-        fd = os.dup(2)
-    except OSError:  # no file descriptor 2 (embedded interpreters)
+        fd = os.dup(target)
+    except OSError:  # no such file descriptor (embedded interpreters)
         yield
         return
     try:
+        if target == 1:
+            sys.stdout.flush()
         with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
+            os.dup2(devnull.fileno(), target)
             yield
     finally:
-        os.dup2(fd, 2)
+        os.dup2(fd, target)
         os.close(fd)
+
+
+_quiet_stderr = quiet_fd
 
 
 def _interpreter(flatbuffer, arena):
