@@ -73,8 +73,22 @@ def whitening(inputs: np.ndarray, centered: bool = True) -> tuple:
     return np.sqrt(values)[:, None] * vectors.T, mean
 
 
-def _as_matrix(kernel, rows):
-    return np.asarray(kernel, dtype=np.float64).reshape(rows, -1)
+def rows_of(key: str, shape) -> int:
+    """Rows of the `(features in, features out)` matrix a kernel acts as:
+    the im2col patch size of a Conv2D kernel `(kh, kw, c_in, filters)`,
+    the input size of an attention projection `(d, heads, head_dim)`,
+    `heads * value_dim` of its output kernel `(heads, value_dim, out)`."""
+    shape = tuple(int(s) for s in shape)
+    if key == "output":
+        return shape[0] * shape[1]
+    if key in ("query", "key", "value"):
+        return shape[0]
+    return math.prod(shape[:-1])
+
+
+def _as_matrix(kernel, key):
+    kernel = np.asarray(kernel, dtype=np.float64)
+    return kernel.reshape(rows_of(key, kernel.shape), -1)
 
 
 def whitened_error(kernels: dict, targets: dict, metrics: dict) -> float:
@@ -96,9 +110,8 @@ def whitened_error(kernels: dict, targets: dict, metrics: dict) -> float:
     total = 0.0
     for key, target in targets.items():
         r = metrics.get(key)
-        rows = target.shape[0]
-        diff = _as_matrix(kernels[key], rows) - _as_matrix(target, rows)
-        want = _as_matrix(target, rows)
+        want = _as_matrix(target, key)
+        diff = np.asarray(kernels[key], np.float64).reshape(want.shape) - want
         if r is not None:
             diff, want = r @ diff, r @ want
         total += float(np.sum(diff**2)) / max(float(np.sum(want**2)), 1e-30)
@@ -114,13 +127,13 @@ class _WhitenedFit(keras.Model):
         self.generators = _generators(new)
         self._layer_fn = lambda: new
         self._keys = list(targets)
-        self._rows = {k: int(t.shape[0]) for k, t in targets.items()}
+        self._rows = {k: rows_of(k, t.shape) for k, t in targets.items()}
         self._whiten = {}
         self._targets = {}
         self._scales = {}
         for key, target in targets.items():
             r = metrics.get(key)
-            t = _as_matrix(target, self._rows[key])
+            t = _as_matrix(target, key)
             if r is not None:
                 t = r @ t
                 self._whiten[key] = r.astype("float32")
@@ -314,11 +327,13 @@ def init_svd(new, kernels: dict) -> None:
             network._vars[name].assign(value)
 
 
-def activation_aware_low_rank(kernel, r_metric, rank: int) -> np.ndarray:
+def activation_aware_low_rank(
+    kernel, r_metric, rank: int, key: str = "kernel"
+) -> np.ndarray:
     """`M^(-1/2) [M^(1/2) W]_rank`: the best rank-`rank` kernel in the
     metric of the inputs (activation-aware SVD), as a `(rows, cols)`
-    array."""
-    w = _as_matrix(kernel, kernel.shape[0])
+    array (`key` names the projection, see `rows_of`)."""
+    w = _as_matrix(kernel, key)
     if r_metric is None:
         u, s, vt = np.linalg.svd(w, full_matrices=False)
         return (u[:, :rank] * s[:rank]) @ vt[:rank]
@@ -339,7 +354,7 @@ def best_svd_start(new, targets: dict, metrics: dict) -> str:
         for rank in sorted({chi, chi * chi, 4 * chi * chi}):
             approx = {
                 key: activation_aware_low_rank(
-                    t, metrics.get(key), rank
+                    t, metrics.get(key), rank, key
                 ).reshape(t.shape)
                 for key, t in targets.items()
             }
@@ -384,7 +399,6 @@ def correct_biases(new, targets: dict, biases: dict, means: dict) -> None:
         value = np.asarray(bias, dtype=np.float64)
         mean = means.get(key)
         if mean is not None:
-            rows = targets[key].shape[0]
-            delta = _as_matrix(targets[key], rows) - _as_matrix(got[key], rows)
+            delta = _as_matrix(targets[key], key) - _as_matrix(got[key], key)
             value = value + (mean @ delta).reshape(value.shape)
         slots[key].assign(value.reshape(slots[key].shape).astype("float32"))
