@@ -174,6 +174,7 @@ def test_mpo_init_exact_in_a_model():
             network="mpo",
             bond_dim=chi,
             layers=["big"],
+            init="svd",
             epochs=0,
             verbose=0,
         )
@@ -181,6 +182,18 @@ def test_mpo_init_exact_in_a_model():
         assert report.layers[0]["init"] == "svd"
     assert all(a > b for a, b in zip(errors, errors[1:]))
     assert errors[-1] < 1e-5  # 16 x 24 -> 4 + 5 modes: bond 16 is full
+    # the data-aware default keeps the exact start at full bond
+    _, report = compress(
+        model,
+        (x, y),
+        network="mpo",
+        bond_dim=16,
+        layers=["big"],
+        epochs=0,
+        verbose=0,
+    )
+    assert report.layers[0]["init"].startswith("activations")
+    assert report.layers[0]["error_init"] < 1e-4
     np.testing.assert_allclose(
         student.predict(x, verbose=0),
         model.predict(x, verbose=0),
@@ -279,7 +292,9 @@ def test_attention_is_replaced():
         verbose=0,
     )
     assert report.layers[0]["name"] == "att"
-    assert report.layers[0]["init"] == "reconstruction"
+    # data-aware for all four projections (the attention context too)
+    assert report.layers[0]["init"] == "activations"
+    assert "weight-only" not in report.layers[0]["note"]
     assert report.layers[0]["ratio"] > 1
 
 
