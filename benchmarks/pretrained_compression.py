@@ -24,7 +24,9 @@ Each is scored after initialisation and after the same fine-tuning
 (`keras_adntn.compress.finetune.fine_tune`, what `compress` runs:
 distillation from the teacher, best epoch on a validation split): output
 error of the layer on held-out inputs, `||f'(x) - f(x)|| / ||f(x) -
-mean f||` (1: no better than the mean output), and test accuracy.
+mean f||` (1: no better than the mean output; `f` the output of the
+layer inside the model, so after fine-tuning it includes the changes of
+the layers before it), and test accuracy.
 
 Writes benchmarks/results/pretrained_compression.{json,md}.
 """
@@ -41,7 +43,7 @@ from sklearn.model_selection import train_test_split
 
 from keras_adntn.compress import compress
 from keras_adntn.compress import finetune
-from keras_adntn.compress.convert import output_error
+from keras_adntn.compress import layer_output_error
 from keras_adntn.compress.init import activation_aware_low_rank
 from keras_adntn.compress.init import whitening
 
@@ -146,6 +148,47 @@ def _patches(layer, x):
     return _conv_patches(x, layer, 20000)
 
 
+class LowRank(keras.layers.Layer):
+    """`activation(x A B + b)` (Dense) or `activation(conv(x, A) B + b)`
+    (Conv2D): the two-factor baseline, trainable like the TN layers."""
+
+    def __init__(self, first, second, bias, activation, conv=None, **kw):
+        super().__init__(**kw)
+        self._values = (first, second, bias)
+        self.activation_fn = keras.activations.get(activation)
+        self.conv = conv
+
+    def build(self, input_shape):
+        first, second, bias = self._values
+        const = keras.initializers.Constant
+        self.a = self.add_weight(
+            shape=first.shape,
+            initializer=const(first),
+            trainable=bool(np.any(first)),  # rank 0: only the bias
+            name="a",
+        )
+        self.b = self.add_weight(
+            shape=second.shape, initializer=const(second), name="b"
+        )
+        self.bias = self.add_weight(
+            shape=bias.shape, initializer=const(bias), name="bias"
+        )
+
+    def call(self, x):
+        ops = keras.ops
+        if self.conv is not None:
+            x = ops.conv(
+                x,
+                self.a,
+                strides=self.conv["strides"],
+                padding=self.conv["padding"],
+                dilation_rate=self.conv["dilation_rate"],
+            )
+        else:
+            x = ops.matmul(x, self.a)
+        return self.activation_fn(ops.matmul(x, self.b) + self.bias)
+
+
 def low_rank_layer(teacher, rank, inputs, aware):
     """A two-factor replacement of `teacher` (Dense or Conv2D) of `rank`."""
     w = np.asarray(teacher.kernel, np.float64)
@@ -162,34 +205,21 @@ def low_rank_layer(teacher, rank, inputs, aware):
         approx = np.zeros_like(w2)
     bias = b + mean @ (w2 - approx) if aware else b
     u, s, vt = np.linalg.svd(approx, full_matrices=False)
-    first = u[:, :r] * s[:r]
-    second = vt[:r]
+    first = (u[:, :r] * s[:r]).astype("float32")
+    second = vt[:r].astype("float32")
     config = teacher.get_config()
+    spec = None
     if conv:
-        a = keras.layers.Conv2D(
-            r,
-            config["kernel_size"],
-            strides=config["strides"],
-            padding=config["padding"],
-            dilation_rate=config["dilation_rate"],
-            use_bias=False,
-        )
-        c = keras.layers.Conv2D(
-            config["filters"], 1, activation=config["activation"]
-        )
-        shape = (None, *inputs.shape[1:])
         first = first.reshape(*w.shape[:-1], r)
-        second = second.reshape(1, 1, r, -1)
-    else:
-        a = keras.layers.Dense(r, use_bias=False)
-        c = keras.layers.Dense(config["units"], activation=config["activation"])
-        shape = (None, *inputs.shape[1:])
-    block = keras.Sequential([keras.Input(shape[1:]), a, c], name=teacher.name)
-    a.set_weights([first.astype("float32")])
-    c.set_weights([second.astype("float32"), bias.astype("float32")])
-    if rank == 0:
-        a.trainable = False  # rank 0: only the bias (the mean output)
-    return block
+        spec = {k: config[k] for k in ("strides", "padding", "dilation_rate")}
+    return LowRank(
+        first,
+        second,
+        bias.astype("float32"),
+        config["activation"],
+        conv=spec,
+        name=teacher.name,
+    )
 
 
 def with_layer(model, name, block):
@@ -237,7 +267,6 @@ def run_model(key, networks, ratios, epochs, steps):
     teacher_acc = accuracy(teacher, x_te, y_te)
     layer = teacher.get_layer(name)
     fit_inputs = layer_inputs(teacher, name, x_tr)
-    test_inputs = layer_inputs(teacher, name, x_te)
     dense = layer.count_params()
     w = np.asarray(layer.kernel)
     d_in, d_out = int(np.prod(w.shape[:-1])), int(w.shape[-1])
@@ -248,7 +277,7 @@ def run_model(key, networks, ratios, epochs, steps):
     )
     rows = []
 
-    def record(method, ratio, params, student, new_layer, tuned=None):
+    def record(method, ratio, params, student):
         row = {
             "model": key,
             "layer": name,
@@ -256,11 +285,11 @@ def run_model(key, networks, ratios, epochs, steps):
             "method": method,
             "params": int(params),
             "ratio": dense / params,
-            "error_init": output_error(new_layer(), layer, [test_inputs]),
+            "error_init": layer_output_error(teacher, student, name, x_te),
             "accuracy_init": accuracy(student, x_te, y_te),
         }
         result = fine_tune(student, teacher, (x_tr, y_tr), (x_va, y_va), epochs)
-        row["error_tuned"] = output_error(new_layer(), layer, [test_inputs])
+        row["error_tuned"] = layer_output_error(teacher, student, name, x_te)
         row["accuracy_tuned"] = accuracy(student, x_te, y_te)
         row["fine_tuning"] = result["note"]
         rows.append(row)
@@ -284,7 +313,6 @@ def run_model(key, networks, ratios, epochs, steps):
                 ratio,
                 params,
                 student,
-                lambda s=student: s.get_layer(name),
             )
         for net in networks:
             student, report = compress(
@@ -304,7 +332,6 @@ def run_model(key, networks, ratios, epochs, steps):
                 ratio,
                 info["params_after"],
                 student,
-                lambda s=student: s.get_layer(name),
             )
     return teacher_acc, rows
 
@@ -357,14 +384,23 @@ def table(results):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--quick", action="store_true", help="ttn and mpo, MLP and CNN only"
+        "--quick",
+        action="store_true",
+        help="ttn and mpo, MLP and CNN only, 1 epoch",
     )
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument(
+        "--networks",
+        default=None,
+        help="comma-separated networks (default ttn,attn,mpo; quick ttn,mpo)",
+    )
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     args = parser.parse_args(argv)
-    networks = ["ttn", "mpo"] if args.quick else NETWORKS
+    networks = ["ttn", "mpo"] if args.quick else ["ttn", "attn", "mpo"]
+    if args.networks:
+        networks = [n for n in args.networks.split(",") if n]
     models = ["mlp", "cnn"] if args.quick else list(MODELS)
-    epochs = args.epochs or (2 if args.quick else 5)
+    epochs = args.epochs or (1 if args.quick else 3)
     steps = 300 if args.quick else 500
     t0 = time.time()
     results = {

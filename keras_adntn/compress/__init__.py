@@ -16,6 +16,7 @@ layers, which sizes), `convert` (one layer), `init` (the data-aware fit),
 """
 
 from keras_adntn.compress.api import compress
+from keras_adntn.compress.api import layer_output_error
 from keras_adntn.compress.convert import output_error
 from keras_adntn.compress.convert import relative_error
 from keras_adntn.compress.init import tt_svd_cores
@@ -25,6 +26,7 @@ from keras_adntn.compress.report import CompressionReport
 __all__ = [
     "CompressionReport",
     "compress",
+    "layer_output_error",
     "output_error",
     "relative_error",
     "tt_svd_cores",

@@ -8,11 +8,12 @@ class CompressionReport:
         layers: one dict per replaced layer: `name`, `type`, `new_type`,
             `network`, `bond_dim`, `params_before`, `params_after`,
             `ratio`, `init`, `error_init` and `error_final` (output
-            errors of the layer on real inputs, `||f'(x) - f(x)|| /
-            ||f(x) - mean f||`, after initialisation and after
-            fine-tuning; None without inputs), `weight_error_init` and
-            `weight_error_final` (relative Frobenius errors of the
-            kernels, all projections together for attention), `note`.
+            errors of the layer inside the model on real inputs,
+            `||f'(x) - f(x)|| / ||f(x) - mean f||`, after initialisation
+            and after fine-tuning, see `layer_output_error`),
+            `weight_error_init` and `weight_error_final` (relative
+            Frobenius errors of the kernels, all projections together
+            for attention), `note`.
         skipped: dicts `name`, `type`, `reason` of the layers that were
             considered but left as they were.
         metric: `"accuracy"` or `"loss"` (mean squared error).
