@@ -146,8 +146,9 @@ class _WhitenedFit(keras.Model):
         for key in self._keys:
             k = ops.reshape(got[key], (self._rows[key], -1))
             if key in self._whiten:
-                k = ops.matmul(self._whiten[key], k)
-            loss = ops.sum(ops.square(k - self._targets[key]))
+                k = ops.matmul(ops.convert_to_tensor(self._whiten[key]), k)
+            target = ops.convert_to_tensor(self._targets[key])
+            loss = ops.sum(ops.square(k - target))
             total = total + loss * self._scales[key]
         total = total / len(self._keys)
         return ops.zeros_like(x) + total
