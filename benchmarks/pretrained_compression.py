@@ -371,6 +371,11 @@ def table(results):
                         )
                         + ")"
                     )
+                    if r["params"] > 1.1 * asvd["params"]:
+                        verdict += (
+                            f"; {r['params'] / asvd['params']:.1f}x the "
+                            f"ASVD's parameters"
+                        )
                 lines.append(
                     f"| {ratio}x | {r['method']} | {r['params']} | "
                     f"{r['ratio']:.1f}x | {r['error_init']:.3f} | "
