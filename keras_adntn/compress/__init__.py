@@ -13,7 +13,14 @@ Per layer, `TNDense.from_dense`, `TNConv2D.from_conv2d` and
 The package is split by role: `api` (the entry point), `select` (which
 layers, which sizes), `convert` (one layer), `init` (the data-aware fit),
 `finetune` (distillation, best epoch, divergence) and `report`.
+
+The package is callable, `keras_adntn.compress(model, data)` being
+`keras_adntn.compress.compress(model, data)`, so that both spellings (and
+`from keras_adntn import compress`) keep working.
 """
+
+import sys
+import types
 
 from keras_adntn.compress.api import compress
 from keras_adntn.compress.api import layer_output_error
@@ -32,3 +39,13 @@ __all__ = [
     "tt_svd_cores",
     "whitening",
 ]
+
+
+class _CallablePackage(types.ModuleType):
+    """`keras_adntn.compress(...)` calls `keras_adntn.compress.compress`."""
+
+    def __call__(self, *args, **kwargs):
+        return compress(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage
