@@ -3,13 +3,13 @@ nonlinear tensor networks (ADNTN)."""
 
 from keras_adntn import activations
 from keras_adntn import callbacks
+from keras_adntn import compress
 from keras_adntn import entanglement
 from keras_adntn import initializers
 from keras_adntn import losses
 from keras_adntn import networks
 from keras_adntn import regularizers
 from keras_adntn.compress import CompressionReport
-from keras_adntn.compress import compress
 from keras_adntn.distiller import Distiller
 from keras_adntn.dttn import build_dttn
 from keras_adntn.entanglement import plot_entanglement

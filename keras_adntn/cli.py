@@ -330,6 +330,10 @@ def compress_command(
     layers: str | None = None,
     epochs: int = 10,
     max_layers: int = 1,
+    batch_size: int = 64,
+    lr: float = 3e-3,
+    init: str = "auto",
+    validation: str | None = None,
 ):
     """`keras-adntn compress ...`: compresses, saves, prints the report.
 
@@ -345,6 +349,13 @@ def compress_command(
             the `max_layers` largest).
         epochs: epochs of distillation fine-tuning.
         max_layers: how many of the largest layers to replace.
+        batch_size: batch size of the fine-tuning.
+        lr: learning rate of the fine-tuning.
+        init: initialisation (`auto`, `activations`, `reconstruction`,
+            `svd`, `random`).
+        validation: None, a `.npz` with arrays `x`, `y`, or a fraction in
+            (0, 1) of the data to hold out: where the best fine-tuning
+            epoch is chosen and the models are scored.
 
     Returns:
         The `CompressionReport`.
@@ -384,6 +395,7 @@ def compress_command(
             f"(optionally 'x_val' and 'y_val')"
         )
     names = None if layers is None else [s for s in layers.split(",") if s]
+    validation_data = _compress_validation(validation)
     try:
         student, report = compress(
             model,
@@ -394,14 +406,76 @@ def compress_command(
             layers=names,
             max_layers=max_layers,
             epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=lr,
+            init=init,
+            validation_data=validation_data,
+            verbose=1,
         )
-    except ValueError as e:
+    except Exception as e:  # every backend's errors: one line, exit 2
         lines = str(e).strip().splitlines()
-        raise CLIError(lines[0] if lines else repr(e))
+        raise CLIError(_compress_flags(lines[0] if lines else repr(e)))
     print(report.table())
     student.save(output)
     print(f"compressed model written to {output}")
     return report
+
+
+# the compress arguments as the CLI spells them
+_COMPRESS_FLAGS = {
+    "target_ratio": "--ratio",
+    "bond_dim": "--bond-dim",
+    "max_layers": "--max-layers",
+    "batch_size": "--batch-size",
+    "learning_rate": "--lr",
+    "validation_data": "--validation",
+    "network": "--network",
+    "layers": "--layers",
+    "epochs": "--epochs",
+    "init": "--init",
+    "data": "DATA",
+    "model": "MODEL",
+}
+
+
+def _compress_flags(message: str) -> str:
+    """A compress error with Python argument names turned into flags."""
+    for name, flag in _COMPRESS_FLAGS.items():
+        message = message.replace(f"`{name}`", f"`{flag}`")
+        message = message.replace(f"{name}=", f"{flag}=")
+    return message
+
+
+def _compress_validation(validation):
+    """`--validation`: None, a fraction, or the arrays of a `.npz`."""
+    import numpy as np
+
+    if validation is None:
+        return None
+    try:
+        fraction = float(validation)
+    except ValueError:
+        fraction = None
+    if fraction is not None:
+        if not 0.0 < fraction < 1.0:
+            raise CLIError(
+                f"--validation must be a fraction in (0, 1) or a .npz file, "
+                f"got {validation}"
+            )
+        return fraction
+    if not os.path.isfile(validation):
+        raise CLIError(f"--validation: file not found: {validation}")
+    try:
+        archive = np.load(validation, allow_pickle=False)
+        arrays = {k: archive[k] for k in archive.files}
+    except Exception as e:
+        raise CLIError(f"--validation: cannot read {validation} as .npz: {e}")
+    if "x" not in arrays or "y" not in arrays:
+        raise CLIError(
+            f"--validation: {validation} holds arrays {sorted(arrays)}; "
+            f"expected 'x' and 'y'"
+        )
+    return arrays
 
 
 def main(argv=None) -> int:
@@ -499,6 +573,22 @@ def main(argv=None) -> int:
     small.add_argument(
         "--epochs", type=int, default=10, help="distillation epochs"
     )
+    small.add_argument(
+        "--batch-size", type=int, default=64, help="fine-tuning batch size"
+    )
+    small.add_argument(
+        "--lr", type=float, default=3e-3, help="fine-tuning learning rate"
+    )
+    small.add_argument(
+        "--init",
+        default="auto",
+        help="auto, activations, reconstruction, svd (mpo) or random",
+    )
+    small.add_argument(
+        "--validation",
+        default=None,
+        help="validation .npz (x, y) or a fraction of the data to hold out",
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
@@ -529,6 +619,10 @@ def main(argv=None) -> int:
                 layers=args.layers,
                 epochs=args.epochs,
                 max_layers=args.max_layers,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                init=args.init,
+                validation=args.validation,
             )
     except CLIError as e:
         print(f"keras-adntn {args.command}: error: {e}", file=sys.stderr)

@@ -174,6 +174,7 @@ def test_mpo_init_exact_in_a_model():
             network="mpo",
             bond_dim=chi,
             layers=["big"],
+            init="svd",
             epochs=0,
             verbose=0,
         )
@@ -181,6 +182,19 @@ def test_mpo_init_exact_in_a_model():
         assert report.layers[0]["init"] == "svd"
     assert all(a > b for a, b in zip(errors, errors[1:]))
     assert errors[-1] < 1e-5  # 16 x 24 -> 4 + 5 modes: bond 16 is full
+    # the data-aware default keeps the exact start at full bond
+    _, report = compress(
+        model,
+        (x, y),
+        network="mpo",
+        bond_dim=16,
+        layers=["big"],
+        reconstruction_steps=50,
+        epochs=0,
+        verbose=0,
+    )
+    assert report.layers[0]["init"].startswith("activations")
+    assert report.layers[0]["error_init"] < 1e-4
     np.testing.assert_allclose(
         student.predict(x, verbose=0),
         model.predict(x, verbose=0),
@@ -259,6 +273,7 @@ def test_attention_is_replaced():
         network="mpo",
         bond_dim=512,
         layers=["att"],
+        reconstruction_steps=0,  # the exact TT-SVD start alone
         epochs=0,
         verbose=0,
     )
@@ -279,7 +294,9 @@ def test_attention_is_replaced():
         verbose=0,
     )
     assert report.layers[0]["name"] == "att"
-    assert report.layers[0]["init"] == "reconstruction"
+    # data-aware for all four projections (the attention context too)
+    assert report.layers[0]["init"] == "activations"
+    assert "weight-only" not in report.layers[0]["note"]
     assert report.layers[0]["ratio"] > 1
 
 
@@ -405,7 +422,7 @@ class _Subclassed(keras.Model):
 )
 def test_bad_arguments_raise_before_any_work(kwargs, name, monkeypatch):
     # importlib: `keras_adntn.compress` may also name the exported function
-    module = importlib.import_module("keras_adntn.compress")
+    module = importlib.import_module("keras_adntn.compress.api")
 
     def no_work(*args, **kw):
         raise AssertionError("work started before the arguments were checked")
@@ -538,3 +555,157 @@ def test_report_is_plain_data():
     assert d["replaced_params_after"] == 10
     table = report.table()
     assert "10.0x" in table and "shared layer" in table and "0.8900" in table
+
+
+# -- never worse than the start, bad data, progress
+
+
+def _small_classifier(rng):
+    model = keras.Sequential(
+        [
+            keras.Input((16,)),
+            keras.layers.Dense(64, activation="relu", name="big"),
+            keras.layers.Dense(3, name="logits"),
+        ]
+    )
+    x = rng.normal(size=(64, 16)).astype("float32")
+    y = rng.integers(0, 3, 64)
+    return model, x, y
+
+
+def test_diverging_fine_tuning_is_rolled_back_and_reported():
+    rng = np.random.default_rng(0)
+    model, x, y = _small_classifier(rng)
+    student, report = compress(
+        model,
+        (x, y),
+        bond_dim=2,
+        reconstruction_steps=20,
+        learning_rate=1e30,  # diverges at once
+        epochs=3,
+        verbose=0,
+    )
+    tuning = report.fine_tuning
+    assert tuning["diverged"] and "rolled back" in tuning["note"]
+    assert tuning["best_epoch"] == 0
+    assert report.scores["student_final"] == report.scores["student_init"]
+    assert "fine-tuning:" in report.table()
+    assert all(np.all(np.isfinite(w)) for w in student.get_weights())
+    pred = student.predict(x, verbose=0)
+    assert np.all(np.isfinite(pred))
+
+
+def test_fine_tuning_keeps_the_best_epoch():
+    rng = np.random.default_rng(1)
+    model, x, y = _small_classifier(rng)
+    _, report = compress(
+        model,
+        (x, y),
+        bond_dim=2,
+        reconstruction_steps=20,
+        validation_data=0.25,
+        epochs=2,
+        verbose=0,
+    )
+    tuning = report.fine_tuning
+    assert tuning["diverged"] is None and tuning["epochs_run"] == 2
+    assert 0 <= tuning["best_epoch"] <= 2
+    assert report.evaluated_on == "validation_data"
+    assert report.scores["student_final"] >= report.scores["student_init"]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("labels_high", "labels must be integers in \\[0, 2\\]"),
+        ("labels_negative", "labels must be integers"),
+        ("nan_x", "NaN or infinite"),
+        ("inf_y", "NaN or infinite"),
+        ("fraction", "validation_data"),
+    ],
+)
+def test_bad_data_is_one_value_error_and_the_model_is_untouched(
+    change, message
+):
+    rng = np.random.default_rng(0)
+    model, x, y = _small_classifier(rng)
+    before = model.get_weights()
+    kwargs = {}
+    if change == "labels_high":
+        y = y.copy()
+        y[0] = 7
+    elif change == "labels_negative":
+        y = y.copy()
+        y[0] = -1
+    elif change == "nan_x":
+        x = x.copy()
+        x[3, 2] = np.nan
+    elif change == "inf_y":
+        y = y.astype("float32")
+        y[1] = np.inf
+    else:
+        kwargs["validation_data"] = 1.5
+    with pytest.raises(ValueError, match=message) as info:
+        compress(model, (x, y), epochs=1, verbose=0, **kwargs)
+    assert "\n" not in str(info.value)
+    assert "data" in str(info.value)
+    assert _same_weights(before, model)
+
+
+def test_labels_shaped_n_by_1_work_as_in_fit(capsys):
+    rng = np.random.default_rng(0)
+    model, x, y = _small_classifier(rng)
+    student, report = compress(
+        model,
+        (x, y.reshape(-1, 1)),
+        bond_dim=2,
+        reconstruction_steps=20,
+        epochs=1,
+        verbose=1,
+    )
+    assert report.metric == "accuracy"
+    assert report.scores["teacher"] == pytest.approx(_accuracy(model, x, y))
+    # one plain progress line per phase
+    out = capsys.readouterr().out
+    for phase in ("[1/4] select", "[2/4] initialise", "[3/4] fine-tune"):
+        assert phase in out
+    assert "[4/4] evaluate" in out
+    assert "\r" not in out and "\x1b" not in out
+
+
+def test_cli_compress_new_flags_and_flag_names(files, tmp_path, capsys):
+    argv = ["compress", files["model"], files["data"], files["out"]]
+    code = main(
+        argv
+        + [
+            "--bond-dim",
+            "2",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--lr",
+            "1e-3",
+            "--init",
+            "reconstruction",
+            "--validation",
+            "0.25",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "init=reconstruction" in out and "validation_data" in out
+    os.remove(files["out"])
+    assert main(argv + ["--ratio", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "--ratio" in err and "target_ratio" not in err
+    assert main(argv + ["--init", "svd"]) == 2
+    assert "--init" in capsys.readouterr().err
+    # labels out of range: one error line, exit 2, nothing written
+    x = np.zeros((8, 16), "float32")
+    bad = os.path.join(tmp_path, "labels.npz")
+    np.savez(bad, x=x, y=np.full(8, 9))
+    assert main(["compress", files["model"], bad, files["out"]]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "labels" in err and "Traceback" not in err
+    assert not os.path.exists(files["out"])

@@ -376,6 +376,86 @@ class TNConv2D(keras.layers.Layer):
             dilation_rate=self.dilation_rate,
         )
 
+    @classmethod
+    def from_conv2d(
+        cls,
+        layer: keras.layers.Layer,
+        x=None,
+        network: str = "ttn",
+        bond_dim: int | None = None,
+        target_ratio: float | None = None,
+        init: str = "auto",
+        steps: int = 500,
+        learning_rate: float = 1e-2,
+        seed: int | None = 0,
+        call_kwargs: dict | None = None,
+        report: dict | None = None,
+    ) -> "TNConv2D":
+        """A `TNConv2D` initialised from a trained `Conv2D` layer.
+
+        Data-aware when `x` is given: the generator is fitted to the
+        teacher's kernel in the metric of the layer's inputs,
+        `||X (W_gen - W)||` (see `keras_adntn.compress`).
+
+        Args:
+            layer: the trained, built `keras.layers.Conv2D`.
+            x: None (weight-only initialisation) or real inputs of that
+                layer (images; their im2col patches are used): the
+                generator is then fitted in their metric (data-aware,
+                whitened reconstruction) and the bias absorbs their mean.
+            network: generator network, one of `"ttn"`, `"attn"`,
+                `"mera"`, `"brickwall"`, `"mpo"`.
+            bond_dim: bond dimension (default 2), or
+            target_ratio: instead of `bond_dim`, the largest bond whose
+                compression ratio (parameters of the layer / stored ones,
+                bias included) is still >= this number (> 1).
+            init: `"auto"` (`"activations"` when `x` is given, else
+                `"svd"` for mpo and `"reconstruction"` otherwise),
+                `"activations"` (data-aware fit; for mpo from the best
+                TT-SVD start), `"reconstruction"` (weight-only fit),
+                `"svd"` (mpo: TT-SVD of the kernel, exact at full bond) or
+                `"random"`.
+            steps: Adam steps of the fit, int >= 0.
+            learning_rate: learning rate of the fit, > 0.
+            seed: seed of the new layer's initialisation.
+            call_kwargs: extra call arguments the layer is used with
+                (e.g. `use_causal_mask=True` for attention).
+            report: None or a dict that receives what was done:
+                `bond_dim`, `init`, `note`, `fit_start` and `fit_loss`
+                (whitened reconstruction losses), `error` (output error
+                on `x`) and `weight_error`.
+
+        Returns:
+            A new, built `TNConv2D` with the teacher's configuration
+            (name, activation, ...) and biases.
+
+        Raises:
+            ValueError: a bad argument (named in the message).
+
+        Example:
+
+        >>> conv = keras.layers.Conv2D(32, 3)
+        >>> conv.build((None, 16, 16, 16))
+        >>> small = TNConv2D.from_conv2d(conv, bond_dim=2)
+        >>> small.filters
+        32
+        """
+        from keras_adntn.compress import convert
+
+        return convert.from_conv2d(
+            layer,
+            x,
+            network=network,
+            bond_dim=bond_dim,
+            target_ratio=target_ratio,
+            init=init,
+            steps=steps,
+            learning_rate=learning_rate,
+            seed=seed,
+            call_kwargs=call_kwargs,
+            report=report,
+        )
+
     def get_config(self):
         config = super().get_config()
         config.update(

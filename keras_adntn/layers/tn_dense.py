@@ -237,6 +237,86 @@ class TNDense(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
 
+    @classmethod
+    def from_dense(
+        cls,
+        layer: keras.layers.Layer,
+        x=None,
+        network: str = "ttn",
+        bond_dim: int | None = None,
+        target_ratio: float | None = None,
+        init: str = "auto",
+        steps: int = 500,
+        learning_rate: float = 1e-2,
+        seed: int | None = 0,
+        call_kwargs: dict | None = None,
+        report: dict | None = None,
+    ) -> "TNDense":
+        """A `TNDense` initialised from a trained `Dense` layer.
+
+        Data-aware when `x` is given: the generator is fitted to the
+        teacher's kernel in the metric of the layer's inputs,
+        `||X (W_gen - W)||` (see `keras_adntn.compress`).
+
+        Args:
+            layer: the trained, built `keras.layers.Dense`.
+            x: None (weight-only initialisation) or real inputs of that
+                layer (any shape ending in its input size): the generator
+                is then fitted in their metric (data-aware, whitened
+                reconstruction) and the bias absorbs their mean.
+            network: generator network, one of `"ttn"`, `"attn"`,
+                `"mera"`, `"brickwall"`, `"mpo"`.
+            bond_dim: bond dimension (default 2), or
+            target_ratio: instead of `bond_dim`, the largest bond whose
+                compression ratio (parameters of the layer / stored ones,
+                bias included) is still >= this number (> 1).
+            init: `"auto"` (`"activations"` when `x` is given, else
+                `"svd"` for mpo and `"reconstruction"` otherwise),
+                `"activations"` (data-aware fit; for mpo from the best
+                TT-SVD start), `"reconstruction"` (weight-only fit),
+                `"svd"` (mpo: TT-SVD of the kernel, exact at full bond) or
+                `"random"`.
+            steps: Adam steps of the fit, int >= 0.
+            learning_rate: learning rate of the fit, > 0.
+            seed: seed of the new layer's initialisation.
+            call_kwargs: extra call arguments the layer is used with
+                (e.g. `use_causal_mask=True` for attention).
+            report: None or a dict that receives what was done:
+                `bond_dim`, `init`, `note`, `fit_start` and `fit_loss`
+                (whitened reconstruction losses), `error` (output error
+                on `x`) and `weight_error`.
+
+        Returns:
+            A new, built `TNDense` with the teacher's configuration
+            (name, activation, ...) and biases.
+
+        Raises:
+            ValueError: a bad argument (named in the message).
+
+        Example:
+
+        >>> dense = keras.layers.Dense(64)
+        >>> dense.build((None, 128))
+        >>> small = TNDense.from_dense(dense, bond_dim=2)
+        >>> small.units
+        64
+        """
+        from keras_adntn.compress import convert
+
+        return convert.from_dense(
+            layer,
+            x,
+            network=network,
+            bond_dim=bond_dim,
+            target_ratio=target_ratio,
+            init=init,
+            steps=steps,
+            learning_rate=learning_rate,
+            seed=seed,
+            call_kwargs=call_kwargs,
+            report=report,
+        )
+
     def get_config(self):
         config = super().get_config()
         config.update(

@@ -783,6 +783,87 @@ class TNMultiHeadAttention(keras.layers.Layer):
         )
         return output, keras.KerasTensor(scores, dtype=self.compute_dtype)
 
+    @classmethod
+    def from_multi_head_attention(
+        cls,
+        layer: keras.layers.Layer,
+        x=None,
+        network: str = "ttn",
+        bond_dim: int | None = None,
+        target_ratio: float | None = None,
+        init: str = "auto",
+        steps: int = 500,
+        learning_rate: float = 1e-2,
+        seed: int | None = 0,
+        call_kwargs: dict | None = None,
+        report: dict | None = None,
+    ) -> "TNMultiHeadAttention":
+        """A `TNMultiHeadAttention` initialised from a trained one.
+
+        Data-aware when `x` is given: the generator is fitted to the
+        teacher's kernel in the metric of the layer's inputs,
+        `||X (W_gen - W)||` (see `keras_adntn.compress`).
+
+        Args:
+            layer: the trained, built `keras.layers.MultiHeadAttention`.
+            x: None (weight-only initialisation) or real inputs of that
+                layer (the query array, or a tuple (query, value) or
+                (query, value, key)): the generator is then fitted in
+                their metric (data-aware, whitened reconstruction) and
+                the biases absorb their mean.
+            network: generator network, one of `"ttn"`, `"attn"`,
+                `"mera"`, `"brickwall"`, `"mpo"`.
+            bond_dim: bond dimension (default 2), or
+            target_ratio: instead of `bond_dim`, the largest bond whose
+                compression ratio (parameters of the layer / stored ones,
+                bias included) is still >= this number (> 1).
+            init: `"auto"` (`"activations"` when `x` is given, else
+                `"svd"` for mpo and `"reconstruction"` otherwise),
+                `"activations"` (data-aware fit; for mpo from the best
+                TT-SVD start), `"reconstruction"` (weight-only fit),
+                `"svd"` (mpo: TT-SVD of the kernel, exact at full bond) or
+                `"random"`.
+            steps: Adam steps of the fit, int >= 0.
+            learning_rate: learning rate of the fit, > 0.
+            seed: seed of the new layer's initialisation.
+            call_kwargs: extra call arguments the layer is used with
+                (e.g. `use_causal_mask=True` for attention).
+            report: None or a dict that receives what was done:
+                `bond_dim`, `init`, `note`, `fit_start` and `fit_loss`
+                (whitened reconstruction losses), `error` (output error
+                on `x`) and `weight_error`.
+
+        Returns:
+            A new, built `TNMultiHeadAttention` with the teacher's configuration
+            (name, activation, ...) and biases.
+
+        Raises:
+            ValueError: a bad argument (named in the message).
+
+        Example:
+
+        >>> mha = keras.layers.MultiHeadAttention(num_heads=2, key_dim=8)
+        >>> mha.build((None, 4, 16), (None, 4, 16))
+        >>> small = TNMultiHeadAttention.from_multi_head_attention(mha)
+        >>> small.num_heads
+        2
+        """
+        from keras_adntn.compress import convert
+
+        return convert.from_multi_head_attention(
+            layer,
+            x,
+            network=network,
+            bond_dim=bond_dim,
+            target_ratio=target_ratio,
+            init=init,
+            steps=steps,
+            learning_rate=learning_rate,
+            seed=seed,
+            call_kwargs=call_kwargs,
+            report=report,
+        )
+
     def get_config(self):
         config = super().get_config()
         config.update(
