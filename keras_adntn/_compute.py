@@ -176,7 +176,8 @@ def generation_ops(xp):
 
 
 def device_matmul(layer, inputs):
-    """`inputs @ kernel` as an export's on-device schedule computes it.
+    """The layer's linear map of `inputs` (`inputs @ kernel`, or the
+    convolution) as an export's on-device schedule computes it.
 
     Returns None (the layer generates its kernel and multiplies as usual)
     unless a `device_schedule` block is active and takes `layer`: then the

@@ -170,8 +170,10 @@ def export_litert(
 
 
 def _tilings(model, mode, budget, batch_size):
+    from keras_adntn.export.tiling import ConvTiling
     from keras_adntn.export.tiling import DenseTiling
     from keras_adntn.export.tracing import generating_layers
+    from keras_adntn.layers.tn_conv2d import TNConv2D
     from keras_adntn.layers.tn_dense import TNDense
 
     if mode != "on_the_fly":
@@ -180,6 +182,10 @@ def _tilings(model, mode, budget, batch_size):
     for layer in generating_layers(model):
         if type(layer) is TNDense:
             tilings[layer.name] = DenseTiling.for_budget(
+                layer, budget, batch_size or 1
+            )
+        elif type(layer) is TNConv2D and ConvTiling.applies(layer):
+            tilings[layer.name] = ConvTiling.for_budget(
                 layer, budget, batch_size or 1
             )
     return tilings
@@ -216,8 +222,6 @@ class _Attempt:
 
 def _fit(model, mode, quantize, data, budget, batch_size, measure):
     """Converts, raising block counts until the measured arena fits."""
-    from keras_adntn.export.tiling import DenseTiling
-
     tilings = _tilings(model, mode, budget, batch_size)
     attempt = _Attempt(model, mode, quantize, data, batch_size, tilings)
     can_measure = measure and tflm.available()
@@ -230,7 +234,7 @@ def _fit(model, mode, quantize, data, budget, batch_size, measure):
     if arena <= budget:  # fewer blocks (faster) while it still fits
         while tries < _MAX_FITS:
             smaller = {
-                k: DenseTiling(t.layer, t.fixed - 1) if t.fixed > 1 else t
+                k: type(t)(t.layer, t.fixed - 1) if t.fixed > 1 else t
                 for k, t in attempt.tilings.items()
             }  # (never down to 0: untiled needs the anchor)
             if all(smaller[k] is attempt.tilings[k] for k in smaller):
@@ -252,7 +256,7 @@ def _fit(model, mode, quantize, data, budget, batch_size, measure):
             break
         largest = max(growable, key=lambda t: t.block_entries)
         tilings = dict(attempt.tilings)
-        tilings[largest.layer.name] = DenseTiling(
+        tilings[largest.layer.name] = type(largest)(
             largest.layer, largest.fixed + 1
         )
         trial = _Attempt(model, mode, quantize, data, batch_size, tilings)

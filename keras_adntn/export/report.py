@@ -31,7 +31,11 @@ TFLM_BUILTINS = frozenset(
     """.split()
 )
 # Rank limits of TFLite Micro kernels: op -> (lowest, highest) input rank.
-TFLM_RANK_LIMITS = {"TRANSPOSE": (1, 5), "BATCH_MATMUL": (2, 5)}
+TFLM_RANK_LIMITS = {
+    "TRANSPOSE": (1, 5),
+    "BATCH_MATMUL": (2, 5),
+    "STRIDED_SLICE": (1, 4),
+}
 
 ANCHOR_SCOPE = "adntn_anchor"
 OTHER_ROW = "(other)"

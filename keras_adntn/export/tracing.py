@@ -231,6 +231,8 @@ class Trace:
 
     def __init__(self, tf, model, mode, batch_size, tilings=None):
         from keras_adntn.export import tiling as tiling_module
+        from keras_adntn.export.tiling import ConvTiling
+        from keras_adntn.export.tiling import DenseTiling
 
         self.tilings = dict(tilings or {})
         specs = input_specs(tf, model, batch_size)
@@ -245,6 +247,13 @@ class Trace:
             tiling = self.tilings.get(layer.name)
             if tiling is None or tiling.layer is not layer:
                 return None
+            if isinstance(tiling, ConvTiling):  # unrolled, anchored blocks
+                return tiling.matmul(
+                    tf,
+                    inputs,
+                    lambda: DeviceOps(tf, anchor=anchor_of[0], reads=reads),
+                    scales[layer.name],
+                )
             if tiling.tiled:  # cores: constants of the loop body
                 xp = DeviceOps(tf, constants=True, reads=reads)
             else:
@@ -258,7 +267,11 @@ class Trace:
             if mode != "on_the_fly":
                 with _compute.generation_ops(eager_ops):
                     return model(inputs, training=False)
-            tiled = {id(t.layer) for t in self.tilings.values() if t.tiled}
+            tiled = {
+                id(t.layer)
+                for t in self.tilings.values()
+                if isinstance(t, DenseTiling) and t.tiled
+            }
             untiled = [
                 layer
                 for layer in generating_layers(model)

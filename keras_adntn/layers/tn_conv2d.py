@@ -8,6 +8,7 @@ from keras import ops
 from keras import regularizers
 from keras.src.ops.operation_utils import compute_conv_output_shape
 
+from keras_adntn import _compute
 from keras_adntn.layers import common
 from keras_adntn.layers import kernel_quantization as kq
 from keras_adntn.layers.kernel_cache import KernelCache
@@ -347,16 +348,18 @@ class TNConv2D(keras.layers.Layer):
         common.grow(self, bond_dim, noise)
 
     def call(self, inputs, training=None):
-        kernel = self._kernel_cache.fetch(self._generate, training)["kernel"]
-        kernel = ops.cast(kernel, self.compute_dtype)
-        x = ops.conv(
-            inputs,
-            kernel,
-            strides=self.strides,
-            padding=self.padding,
-            data_format=self.data_format,
-            dilation_rate=self.dilation_rate,
-        )
+        x = _compute.device_matmul(self, inputs)  # an export's schedule
+        if x is None:
+            kernel = self._kernel_cache.fetch(self._generate, training)
+            kernel = ops.cast(kernel["kernel"], self.compute_dtype)
+            x = ops.conv(
+                inputs,
+                kernel,
+                strides=self.strides,
+                padding=self.padding,
+                data_format=self.data_format,
+                dilation_rate=self.dilation_rate,
+            )
         if self.bias is not None:
             if self.data_format == "channels_last":
                 shape = (1, 1, 1, self.filters)
