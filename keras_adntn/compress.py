@@ -109,8 +109,10 @@ class CompressionReport:
 
         Example:
 
-        >>> report.to_dict()["scores"]["teacher"]  # doctest: +SKIP
-        0.975
+        ```python
+        scores = report.to_dict()["scores"]
+        scores["teacher"]  # e.g. 0.975
+        ```
         """
         return {
             "layers": [dict(r) for r in self.layers],
