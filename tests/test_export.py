@@ -277,7 +277,6 @@ def test_float16_digits(tmp_path, digits):
 
 
 # -- report, arguments, backends -----------------------------------------------
-@tf_backend_only
 def test_report_table_and_dict(tmp_path):
     model = keras.Sequential([keras.Input((16,)), TNDense(16, seed=5)])
     report = export_litert(model, tmp_path / "m.tflite", mode="on_the_fly")
@@ -293,7 +292,8 @@ def test_report_table_and_dict(tmp_path):
     assert sum(sum(row.ops.values()) for row in report.layers) == sum(
         report.ops.values()
     )
-    assert report.peak_activation_bytes <= report.activation_bytes
+    # on the fly, the generated 16 x 16 float32 kernel is live at the matmul
+    assert 16 * 16 * 4 < report.peak_activation_bytes < report.activation_bytes
 
 
 @pytest.mark.parametrize(
