@@ -1,6 +1,8 @@
 """`keras_adntn.summary` and the `summary` / `export` CLI commands."""
 
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -171,3 +173,69 @@ def test_cli_export_passes_arguments(saved, tmp_path, monkeypatch):
     assert isinstance(model, keras.Model) and path == out
     assert (mode, quantize) == ("cached", "int8")
     assert samples.shape == (5, 8, 8, 3) and samples.dtype == np.float32
+
+
+# -- the launcher: fast, quiet, plain ------------------------------------------
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _launch(*args, code=None):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    command = ["-m", "keras_adntn_cli", *args] if code is None else ["-c", code]
+    return subprocess.run(
+        [sys.executable, *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_help_and_argument_errors_do_not_import_keras():
+    code = (
+        "import sys, keras_adntn_cli\n"
+        "for argv in (['--help'], ['compress', 'm.keras', '--ratio', 'x']):\n"
+        "    try:\n"
+        "        keras_adntn_cli.main(argv)\n"
+        "    except SystemExit as e:\n"
+        "        print('exit', e.code)\n"
+        "print('keras imported:', 'keras' in sys.modules)\n"
+    )
+    result = _launch(code=code)
+    assert "exit 0" in result.stdout and "exit 2" in result.stdout
+    assert "keras imported: False" in result.stdout, result.stdout
+    assert "--ratio" in result.stderr
+
+
+def test_launcher_prints_no_tensorflow_logs(saved):
+    result = _launch("summary", saved)
+    assert result.returncode == 0, result.stderr
+    assert "TNDense" in result.stdout
+    for noise in ("oneDNN", "absl", "I0000", "cpu_feature_guard"):
+        assert noise not in result.stderr, result.stderr
+
+
+def test_fit_output_is_plain_when_not_a_terminal(monkeypatch):
+    from keras_adntn import cli
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
+    assert cli._fit_verbose("normal") == 2
+    assert cli._fit_verbose("quiet") == 0
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert cli._fit_verbose("normal") == 1
+
+
+def test_errors_name_the_flags(tmp_path, capsys):
+    model = keras.Sequential(
+        [keras.Input((16,)), keras.layers.Dense(64, name="big")]
+    )
+    path = os.path.join(tmp_path, "m.keras")
+    model.save(path)
+    data = os.path.join(tmp_path, "d.npz")
+    np.savez(data, x=np.ones((8, 16), "f4"), y=np.ones((8, 64), "f4"))
+    out = os.path.join(tmp_path, "o.keras")
+    argv = ["compress", path, data, out, "--quiet", "--ratio", "0.5"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--ratio" in err and "target_ratio" not in err, err
