@@ -195,11 +195,12 @@ def _stderr_silenced(enabled: bool):
 def _import_keras_quietly(verbosity: str) -> None:
     """Imports keras_adntn (so Keras and its backend) with TensorFlow's
     logs off unless `verbosity == "verbose"`; a no-op once imported."""
-    quiet = verbosity != "verbose"
+    # only in a fresh process (the launcher): a caller that imported Keras
+    # already (tests, `python -m keras_adntn`) keeps its environment
+    quiet = verbosity != "verbose" and "keras" not in sys.modules
     if quiet:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    first = "keras" not in sys.modules
-    with _stderr_silenced(quiet and first):
+    with _stderr_silenced(quiet):
         import keras_adntn  # noqa: F401  (registers the TN layers)
     if quiet:
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
