@@ -13,10 +13,19 @@
 
 Usage errors (missing or unreadable files, wrong formats, data that does
 not fit the model) print one `error: ...` line and exit with status 2.
+
+Keras and TensorFlow are imported only after the arguments are parsed
+(`--help` and argument errors are instant through the `keras-adntn`
+launcher, `keras_adntn_cli`), with TensorFlow's C++ start-up logs silenced
+unless `--verbose`. When stdout is not a terminal, training prints one plain
+line per epoch instead of progress bars; `--quiet` prints results only.
 """
 
 import argparse
+import contextlib
+import logging
 import os
+import re
 import sys
 import time
 
@@ -147,6 +156,86 @@ def _demo_plot(rows, path):
 
 class CLIError(Exception):
     """A usage error reported as one line, without a traceback."""
+
+
+# -- output and logging --------------------------------------------------------
+VERBOSITIES = ("quiet", "normal", "verbose")
+
+
+def _fit_verbose(verbosity: str) -> int:
+    """Keras `verbose` for training: none when quiet, progress bars on a
+    terminal, else one plain line per epoch (no carriage-return bars)."""
+    if verbosity == "quiet":
+        return 0
+    return 1 if sys.stdout.isatty() else 2
+
+
+@contextlib.contextmanager
+def _stderr_silenced(enabled: bool):
+    """Sends file descriptor 2 to /dev/null: TensorFlow's C++ start-up
+    lines ("oneDNN custom operations are on", absl's "All log messages
+    before absl::InitializeLog()") are written there directly and ignore
+    `TF_CPP_MIN_LOG_LEVEL`."""
+    if not enabled:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:  # no real descriptor 2 (e.g. captured in a test)
+        yield
+        return
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _import_keras_quietly(verbosity: str) -> None:
+    """Imports keras_adntn (so Keras and its backend) with TensorFlow's
+    logs off unless `verbosity == "verbose"`; a no-op once imported."""
+    # only in a fresh process (the launcher): a caller that imported Keras
+    # already (tests, `python -m keras_adntn`) keeps its environment
+    quiet = verbosity != "verbose" and "keras" not in sys.modules
+    if quiet:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with _stderr_silenced(quiet):
+        import keras_adntn  # noqa: F401  (registers the TN layers)
+    if quiet:
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
+        try:
+            from absl import logging as absl_logging
+
+            absl_logging.set_verbosity(absl_logging.ERROR)
+        except ImportError:
+            pass
+
+
+# Python argument names in library errors -> the CLI's flags
+_FLAGS = {
+    "target_ratio": "--ratio",
+    "bond_dim": "--bond-dim",
+    "max_layers": "--max-layers",
+    "layers": "--layers",
+    "network": "--network",
+    "epochs": "--epochs",
+    "quantize": "--quantize",
+    "mode": "--mode",
+    "arena_budget": "--sram",
+}
+
+
+def _with_flags(message: str) -> str:
+    """`message` with the Python argument names replaced by the flags."""
+    for name, flag in _FLAGS.items():
+        message = message.replace(f"`{name}`", flag)
+        message = re.sub(rf"(?<![\w-]){name}=", f"{flag}=", message)
+    return message
 
 
 def _load_model(path: str):
@@ -316,7 +405,9 @@ def export_command(
             print(table)
     except (ValueError, RuntimeError, ImportError) as e:
         lines = str(e).strip().splitlines()
-        raise CLIError("export failed: " + (lines[-1] if lines else repr(e)))
+        raise CLIError(
+            "export failed: " + (_with_flags(lines[-1]) if lines else repr(e))
+        )
     return report
 
 
@@ -334,6 +425,7 @@ def compress_command(
     lr: float = 3e-3,
     init: str = "auto",
     validation: str | None = None,
+    verbose: int = 1,
 ):
     """`keras-adntn compress ...`: compresses, saves, prints the report.
 
@@ -356,6 +448,7 @@ def compress_command(
         validation: None, a `.npz` with arrays `x`, `y`, or a fraction in
             (0, 1) of the data to hold out: where the best fine-tuning
             epoch is chosen and the models are scored.
+        verbose: Keras verbosity of the fits (0, 1 or 2).
 
     Returns:
         The `CompressionReport`.
@@ -410,7 +503,7 @@ def compress_command(
             learning_rate=lr,
             init=init,
             validation_data=validation_data,
-            verbose=1,
+            verbose=verbose,
         )
     except Exception as e:  # every backend's errors: one line, exit 2
         lines = str(e).strip().splitlines()
@@ -476,6 +569,23 @@ def _compress_validation(validation):
             f"expected 'x' and 'y'"
         )
     return arrays
+def _add_verbosity_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--verbose",
+        dest="verbosity",
+        action="store_const",
+        const="verbose",
+        default="normal",
+        help="also show TensorFlow's and Keras's own log lines",
+    )
+    group.add_argument(
+        "--quiet",
+        dest="verbosity",
+        action="store_const",
+        const="quiet",
+        help="print results only (no training progress)",
+    )
 
 
 def main(argv=None) -> int:
@@ -589,7 +699,11 @@ def main(argv=None) -> int:
         default=None,
         help="validation .npz (x, y) or a fraction of the data to hold out",
     )
+    for command in sub.choices.values():
+        _add_verbosity_flags(command)
     args = parser.parse_args(argv)
+    verbosity = getattr(args, "verbosity", "normal")
+    _import_keras_quietly(verbosity)
     try:
         if args.command == "demo":
             if args.epochs < 1 or args.width < 1:
@@ -623,6 +737,7 @@ def main(argv=None) -> int:
                 lr=args.lr,
                 init=args.init,
                 validation=args.validation,
+                verbose=_fit_verbose(verbosity),
             )
     except CLIError as e:
         print(f"keras-adntn {args.command}: error: {e}", file=sys.stderr)

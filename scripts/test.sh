@@ -8,8 +8,8 @@ python -m pip install -q --upgrade pip
 # multi-GB CUDA build.
 python -m pip install -q "torch==2.13.0"
 python -m pip install -q -e ".[dev,docs,tensorflow,jax,litert,demo]"
-ruff check keras_adntn tests benchmarks examples
-NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet -d "$(mktemp -d)"
+ruff check keras_adntn keras_adntn_cli tests benchmarks examples
+NO_MKDOCS_2_WARNING=1 mkdocs build --strict -d "$(mktemp -d)"
 status=0
 for backend in tensorflow jax torch; do
   echo "=== KERAS_BACKEND=$backend"

@@ -4,6 +4,7 @@ import importlib.util
 import os
 
 import keras
+import numpy as np
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -20,12 +21,16 @@ def load(name):
 
 
 def test_quickstart_runs():
-    assert load("quickstart").main(epochs=2) > 0.5
+    # measured 0.75 (jax) and 0.78 (torch) after 2 epochs; chance is 0.1
+    assert load("quickstart").main(epochs=2) > 0.65
 
 
 def test_attention_model_runs():
     losses = load("attention_model").main(epochs=2)
-    assert len(losses) == 2 and all(v == v for v in losses)
+    # 2 epochs only start the learning (measured 0.717 -> 0.698 on jax,
+    # 0.757 -> 0.697 on torch): the loss must fall
+    assert len(losses) == 2 and np.isfinite(losses).all()
+    assert losses[1] < losses[0], losses
 
 
 def test_compress_trained_model_runs():

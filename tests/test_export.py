@@ -415,7 +415,6 @@ def test_float16_digits(tmp_path, digits):
 
 
 # -- report, arguments, backends -----------------------------------------------
-@tf_backend_only
 def test_report_table_and_dict(tmp_path):
     model = keras.Sequential([keras.Input((16,)), TNDense(16, seed=5)])
     report = export_litert(model, tmp_path / "m.tflite", mode="on_the_fly")

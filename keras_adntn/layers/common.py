@@ -56,17 +56,122 @@ def check_generator_args(
         tn_init.resolve_activations(act, 1)
 
 
+# -- kernel_initializer / kernel_regularizer / kernel_constraint --------------
+# The keras initializers whose standard deviation follows from the fans.
+KERNEL_INITIALIZERS = (
+    "glorot_uniform, glorot_normal, he_uniform, he_normal, lecun_uniform, "
+    "lecun_normal, VarianceScaling, RandomNormal, TruncatedNormal, "
+    "RandomUniform (zero mean)"
+)
+# std of a normal truncated at 2 standard deviations (keras.random.
+# truncated_normal), relative to the untruncated one
+_TRUNCATED_STD = 0.87962566103423978
+
+
+def kernel_std(initializer, fan_in: float, fan_out: float) -> float:
+    """The standard deviation `initializer` gives a kernel with these fans.
+
+    A TN layer's generated kernel is calibrated at build to this standard
+    deviation (its `kernel_initializer` is the target distribution of the
+    calibration, not a sampler: the kernel is not stored).
+
+    Args:
+        initializer: None (`glorot_uniform`) or a Keras initializer of the
+            `VarianceScaling` family (glorot, he, lecun), `RandomNormal`,
+            `TruncatedNormal` or `RandomUniform`, with zero mean.
+        fan_in: fan-in of the kernel (Keras's convention).
+        fan_out: fan-out of the kernel.
+
+    Returns:
+        The standard deviation, a float.
+
+    Raises:
+        ValueError: for other initializers (e.g. `zeros`, `orthogonal`),
+            naming `kernel_initializer` and the accepted ones.
+    """
+    if initializer is None:
+        return tn_init.glorot_std(fan_in, fan_out)
+    ki = initializers
+    if isinstance(initializer, ki.VarianceScaling):
+        scale = float(initializer.scale)
+        if initializer.mode == "fan_in":
+            return math.sqrt(scale / max(1.0, fan_in))
+        if initializer.mode == "fan_out":
+            return math.sqrt(scale / max(1.0, fan_out))
+        return math.sqrt(2.0 * scale / max(1.0, fan_in + fan_out))
+    if isinstance(initializer, (ki.RandomNormal, ki.TruncatedNormal)):
+        if float(initializer.mean) == 0.0:
+            std = float(initializer.stddev)
+            if isinstance(initializer, ki.TruncatedNormal):
+                std *= _TRUNCATED_STD
+            return std
+    elif isinstance(initializer, ki.RandomUniform):
+        low, high = float(initializer.minval), float(initializer.maxval)
+        if low == -high:
+            return (high - low) / math.sqrt(12.0)
+    raise ValueError(
+        "`kernel_initializer` of a TN layer is the distribution the "
+        "generated kernel is calibrated to; it must be one of "
+        f"{KERNEL_INITIALIZERS}, got {initializer!r}."
+    )
+
+
+def get_kernel_initializer(identifier):
+    """`keras.initializers.get(identifier)`, checked by `kernel_std`."""
+    try:
+        initializer = initializers.get(identifier)
+    except ValueError as error:
+        raise ValueError(
+            f"`kernel_initializer` must be one of {KERNEL_INITIALIZERS}, "
+            f"got {identifier!r} ({error})"
+        ) from None
+    kernel_std(initializer, 1, 1)
+    return initializer
+
+
+def constrain_kernel(layer, kernel):
+    """`layer.kernel_constraint(kernel)` (the kernel as is without one).
+
+    A generated kernel is not a variable, so the constraint cannot project
+    it after the optimizer step as Keras does for a stored kernel: it is
+    applied to the kernel every time it is generated, before it is used.
+    """
+    constraint = getattr(layer, "kernel_constraint", None)
+    return kernel if constraint is None else constraint(kernel)
+
+
+def add_kernel_regularization(layer, kernels) -> None:
+    """Adds `layer.kernel_regularizer` of each generated kernel as a layer
+    loss (in `call`: the kernel exists only there)."""
+    regularizer = getattr(layer, "kernel_regularizer", None)
+    if regularizer is None:
+        return
+    for kernel in kernels:
+        layer.add_loss(regularizer(kernel))
+
+
 def build_generator(
-    layer, dims, fan_in, fan_out, name="generator", groups=None
+    layer,
+    dims,
+    fan_in,
+    fan_out,
+    name="generator",
+    groups=None,
+    target_std=None,
 ):
     """Tensorization and built network for kernels of shape `dims`.
 
     The layer's `core_regularizer` (if any) is attached to every trainable
-    variable of the network. The network's output is calibrated to the
-    standard deviation that
-    `glorot_uniform` would give a kernel with these fans. `groups` is the
-    number of generator groups (`None`: `layer.groups`).
+    variable of the network. The network's output is calibrated to
+    `target_std`, by default the standard deviation the layer's
+    `kernel_initializer` (`glorot_uniform` without one) would give a kernel
+    with these fans. `groups` is the number of generator groups (`None`:
+    `layer.groups`).
     """
+    if target_std is None:
+        target_std = kernel_std(
+            getattr(layer, "kernel_initializer", None), fan_in, fan_out
+        )
     tensorization = Tensorization(dims, layer.radix, layer.mode_order)
     cls = networks.get(layer.network)
     network = cls(
@@ -78,12 +183,14 @@ def build_generator(
         latent_order=layer.latent_order,
         depth=layer.depth,
         seed=layer.seed,
-        target_std=tn_init.glorot_std(fan_in, fan_out),
+        target_std=target_std,
         valid_mask=tensorization.valid_mask(),
         max_bond_dim=getattr(layer, "max_bond_dim", None),
         name=name,
     )
     network.build()
+    # `keras.Model.quantize` reaches the generator (a leaf), not the layer
+    network.set_owner(getattr(layer, "tn_owner", layer))
     if getattr(layer, "core_regularizer", None) is not None:
         for variable in network.trainable_variables:
             variable.regularizer = layer.core_regularizer
@@ -120,6 +227,9 @@ def generator_config(layer) -> dict:
         ),
         "mode_order": layer.mode_order,
         "seed": layer.seed,
+        "kernel_initializer": initializers.serialize(layer.kernel_initializer),
+        "kernel_regularizer": regularizers.serialize(layer.kernel_regularizer),
+        "kernel_constraint": constraints.serialize(layer.kernel_constraint),
         "bias_initializer": initializers.serialize(layer.bias_initializer),
         "bias_regularizer": regularizers.serialize(layer.bias_regularizer),
         "bias_constraint": constraints.serialize(layer.bias_constraint),
@@ -127,6 +237,43 @@ def generator_config(layer) -> dict:
         "execution": layer.execution,
         "kernel_quantization": layer.kernel_quantization,
     }
+
+
+# -- Keras quantisation API ----------------------------------------------------
+def quantize(layer, mode=None, config=None) -> None:
+    """`layer.quantize(mode)` of a TN layer: Keras's quantisation API mapped
+    onto the layer's int8 kernel path.
+
+    `"int8"` sets `kernel_quantization="int8"`: the generated kernel is
+    fake-quantised per output channel in every call, weights only (the
+    stored cores stay float32 and are already small; activations stay
+    float, an int8 LiteRT export quantises them). Other modes, and an int8
+    config with its own weight quantizer, raise NotImplementedError, which
+    `keras.Model.quantize` turns into one warning per TN layer.
+    """
+    if config is not None and mode is None:
+        mode = getattr(config, "mode", None)
+    name = f"{type(layer).__name__} {layer.name!r}"
+    if mode != "int8":
+        raise NotImplementedError(
+            f"{name} supports only quantize('int8') (mapped to "
+            f"kernel_quantization='int8'), got mode={mode!r}; the layer is "
+            "left as it was. For a smaller deployed file use "
+            "keras_adntn.export_litert(model, path, quantize='int8' or "
+            "'float16')."
+        )
+    if getattr(config, "weight_quantizer", None) is not None:
+        raise NotImplementedError(
+            f"{name}: a custom `weight_quantizer` is not supported; TN "
+            "layers round their generated kernel to int8 per output channel "
+            "(quantize('int8') with the default config)."
+        )
+    if layer.kernel_quantization == "int8":
+        return
+    layer.kernel_quantization = "int8"
+    cache = getattr(layer, "_kernel_cache", None)
+    if cache is not None:
+        cache.invalidate()
 
 
 # -- growth (SPEC §7) ---------------------------------------------------------

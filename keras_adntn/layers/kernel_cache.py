@@ -133,6 +133,12 @@ class KernelCache:
             return dict(zip(names, refresh() if stale else cached()))
         return dict(zip(names, ops.cond(stale, refresh, cached)))
 
+    def invalidate(self) -> None:
+        """Marks the cache stale (the generation itself changed, e.g. its
+        `kernel_quantization`): the next inference call regenerates."""
+        if self.tag is not None:
+            self.tag.assign(ops.full(self.tag.shape, float("nan")))
+
     def _store(self, kernels, current):
         for name, kernel in zip(self.names, kernels):
             self.slots[name].assign(kernel)

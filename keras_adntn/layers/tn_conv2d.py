@@ -91,6 +91,18 @@ class TNConv2D(keras.layers.Layer):
             channels, must divide `filters` (default 1).
         mode_order: `"paired"` (default) or `"flat"`.
         seed: int seed of the core initialisation (None: random).
+        kernel_initializer: the distribution the generated kernel is
+            calibrated to at build (default `"glorot_uniform"`, as for
+            Dense): its standard deviation is what counts. One of the
+            glorot, he and lecun initializers, `VarianceScaling`, or
+            zero-mean `RandomNormal`, `TruncatedNormal`, `RandomUniform`;
+            others (`zeros`, `orthogonal`, ...) raise ValueError.
+        kernel_regularizer: regularizer of the generated kernel, added as a
+            layer loss in every call (in `layer.losses` after a call).
+        kernel_constraint: constraint applied to the generated kernel each
+            time it is generated, before it is used (a generated kernel
+            cannot be projected after the optimizer step as a stored one
+            is); the cores learn through it.
         bias_initializer: initializer of the bias.
         bias_regularizer: regularizer of the bias.
         bias_constraint: constraint of the bias.
@@ -109,7 +121,9 @@ class TNConv2D(keras.layers.Layer):
     Call arguments:
         inputs: 4D tensor, `(batch, rows, cols, channels)` for
             `channels_last` or `(batch, channels, rows, cols)` for
-            `channels_first`.
+            `channels_first`. Integer inputs are cast to the compute
+            dtype (on every backend; Keras's Conv2D accepts them on JAX
+            only).
         training: Python bool; with `execution="cached"` inference calls
             (`training` falsy) use the cached kernel.
 
@@ -153,6 +167,9 @@ class TNConv2D(keras.layers.Layer):
         generator_groups=1,
         mode_order="paired",
         seed=None,
+        kernel_initializer="glorot_uniform",
+        kernel_regularizer=None,
+        kernel_constraint=None,
         bias_initializer="zeros",
         bias_regularizer=None,
         bias_constraint=None,
@@ -222,7 +239,12 @@ class TNConv2D(keras.layers.Layer):
         self.generator_activation = generator_activation
         self.use_bias = bool(use_bias)
         self.mode_order = mode_order
-        self.seed = seed
+        self.seed = common.check_int("seed", seed, 0, allow_none=True)
+        self.kernel_initializer = common.get_kernel_initializer(
+            kernel_initializer
+        )
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
         self.bias_initializer = initializers.get(bias_initializer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
         self.bias_constraint = constraints.get(bias_constraint)
@@ -320,6 +342,7 @@ class TNConv2D(keras.layers.Layer):
         if self.generator_groups > 1:
             blocks = ops.transpose(blocks, (1, 2, 3, 0, 4))
         kernel = ops.reshape(blocks, (kh, kw, cin, self.filters))
+        kernel = common.constrain_kernel(self, kernel)
         return {"kernel": kq.fake_quantize(kernel, self.kernel_quantization)}
 
     @property
@@ -347,11 +370,24 @@ class TNConv2D(keras.layers.Layer):
         """
         common.grow(self, bond_dim, noise)
 
+    def quantize(self, mode=None, type_check=True, config=None):
+        """Keras's quantisation API: `"int8"` sets
+        `kernel_quantization="int8"` (the generated kernel is fake-quantised
+        per output channel); other modes raise NotImplementedError.
+        `keras.Model.quantize("int8")` reaches the layer too."""
+        common.quantize(self, mode, config)
+
     def call(self, inputs, training=None):
+        if not keras.backend.is_float_dtype(inputs.dtype):
+            # integer images: computed in the compute dtype, as TNDense and
+            # Dense do (backend convolutions reject mixed dtypes)
+            inputs = ops.cast(inputs, self.compute_dtype)
         x = _compute.device_matmul(self, inputs)  # an export's schedule
         if x is None:
             kernel = self._kernel_cache.fetch(self._generate, training)
-            kernel = ops.cast(kernel["kernel"], self.compute_dtype)
+            kernel = kernel["kernel"]
+            common.add_kernel_regularization(self, [kernel])
+            kernel = ops.cast(kernel, self.compute_dtype)
             x = ops.conv(
                 inputs,
                 kernel,

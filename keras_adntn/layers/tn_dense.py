@@ -52,6 +52,18 @@ class TNDense(keras.layers.Layer):
         groups: number of column groups, must divide `units`.
         mode_order: `"paired"` (default) or `"flat"`.
         seed: int seed of the core initialisation (None: random).
+        kernel_initializer: the distribution the generated kernel is
+            calibrated to at build (default `"glorot_uniform"`, as for
+            Dense): its standard deviation is what counts. One of the
+            glorot, he and lecun initializers, `VarianceScaling`, or
+            zero-mean `RandomNormal`, `TruncatedNormal`, `RandomUniform`;
+            others (`zeros`, `orthogonal`, ...) raise ValueError.
+        kernel_regularizer: regularizer of the generated kernel, added as a
+            layer loss in every call (in `layer.losses` after a call).
+        kernel_constraint: constraint applied to the generated kernel each
+            time it is generated, before it is used (a generated kernel
+            cannot be projected after the optimizer step as a stored one
+            is); the cores learn through it.
         bias_initializer: initializer of the bias.
         bias_regularizer: regularizer of the bias.
         bias_constraint: constraint of the bias.
@@ -106,6 +118,9 @@ class TNDense(keras.layers.Layer):
         groups=1,
         mode_order="paired",
         seed=None,
+        kernel_initializer="glorot_uniform",
+        kernel_regularizer=None,
+        kernel_constraint=None,
         bias_initializer="zeros",
         bias_regularizer=None,
         bias_constraint=None,
@@ -142,7 +157,12 @@ class TNDense(keras.layers.Layer):
         self.generator_activation = generator_activation
         self.use_bias = bool(use_bias)
         self.mode_order = mode_order
-        self.seed = seed
+        self.seed = common.check_int("seed", seed, 0, allow_none=True)
+        self.kernel_initializer = common.get_kernel_initializer(
+            kernel_initializer
+        )
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
         self.bias_initializer = initializers.get(bias_initializer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
         self.bias_constraint = constraints.get(bias_constraint)
@@ -198,6 +218,7 @@ class TNDense(keras.layers.Layer):
         blocks = common.generate_kernel(self.tensorization, self.generator)
         kernel = ops.transpose(blocks, (1, 0, 2))
         kernel = ops.reshape(kernel, (self.input_dim, self.units))
+        kernel = common.constrain_kernel(self, kernel)
         return {"kernel": kq.fake_quantize(kernel, self.kernel_quantization)}
 
     @property
@@ -224,11 +245,20 @@ class TNDense(keras.layers.Layer):
         """
         common.grow(self, bond_dim, noise)
 
+    def quantize(self, mode=None, type_check=True, config=None):
+        """Keras's quantisation API: `"int8"` sets
+        `kernel_quantization="int8"` (the generated kernel is fake-quantised
+        per output channel); other modes raise NotImplementedError.
+        `keras.Model.quantize("int8")` reaches the layer too."""
+        common.quantize(self, mode, config)
+
     def call(self, inputs, training=None):
         x = _compute.device_matmul(self, inputs)  # an export's schedule
         if x is None:
             kernel = self._kernel_cache.fetch(self._generate, training)
-            kernel = ops.cast(kernel["kernel"], self.compute_dtype)
+            kernel = kernel["kernel"]
+            common.add_kernel_regularization(self, [kernel])
+            kernel = ops.cast(kernel, self.compute_dtype)
             x = ops.matmul(inputs, kernel)
         if self.bias is not None:
             x = ops.add(x, self.bias)

@@ -11,7 +11,6 @@ from keras import regularizers
 from keras.src import backend as keras_backend
 from keras.src.layers.attention import multi_head_attention as keras_mha
 
-from keras_adntn import initializers as tn_init
 from keras_adntn._compute import NumpyOps
 from keras_adntn.layers import common
 from keras_adntn.layers import kernel_quantization as kq
@@ -27,19 +26,21 @@ class _Seeded:
     def __init__(self, layer, seed):
         self._layer = layer
         self.seed = seed
+        self.tn_owner = layer
 
     def __getattr__(self, name):
         return getattr(self._layer, name)
 
 
-def _mixed_fans(parts):
-    """Fans whose glorot std is the RMS of the `(fan_in, fan_out, weight)`."""
-    fans = {(f_in, f_out) for f_in, f_out, _ in parts}
-    if len(fans) == 1:
-        return fans.pop()
+def _mixed_std(parts, initializer):
+    """RMS of the stds `initializer` gives the `(fan_in, fan_out, weight)`
+    parts (`common.kernel_std`; glorot_uniform for None)."""
+    stds = {(a, b): common.kernel_std(initializer, a, b) for a, b, _ in parts}
+    if len(stds) == 1:
+        return stds.popitem()[1]
     total = sum(w for _, _, w in parts)
-    var = sum(w * tn_init.glorot_std(a, b) ** 2 for a, b, w in parts) / total
-    return 2.0 / var, 0.0
+    var = sum(w * stds[(a, b)] ** 2 for a, b, w in parts) / total
+    return math.sqrt(var)
 
 
 @keras.saving.register_keras_serializable(package="keras_adntn")
@@ -111,6 +112,18 @@ class TNMultiHeadAttention(keras.layers.Layer):
         mode_order: `"paired"` (default) or `"flat"`.
         seed: int seed of the core initialisation (generator `k` uses
             `seed + k`) and of the dropout (None: random).
+        kernel_initializer: the distribution the generated kernel is
+            calibrated to at build (default `"glorot_uniform"`, as for
+            Dense): its standard deviation is what counts. One of the
+            glorot, he and lecun initializers, `VarianceScaling`, or
+            zero-mean `RandomNormal`, `TruncatedNormal`, `RandomUniform`;
+            others (`zeros`, `orthogonal`, ...) raise ValueError.
+        kernel_regularizer: regularizer of the generated kernel, added as a
+            layer loss in every call (in `layer.losses` after a call).
+        kernel_constraint: constraint applied to the generated kernel each
+            time it is generated, before it is used (a generated kernel
+            cannot be projected after the optimizer step as a stored one
+            is); the cores learn through it.
         bias_initializer: initializer of the biases.
         bias_regularizer: regularizer of the biases.
         bias_constraint: constraint of the biases.
@@ -182,6 +195,9 @@ class TNMultiHeadAttention(keras.layers.Layer):
         groups=1,
         mode_order="paired",
         seed=None,
+        kernel_initializer="glorot_uniform",
+        kernel_regularizer=None,
+        kernel_constraint=None,
         bias_initializer="zeros",
         bias_regularizer=None,
         bias_constraint=None,
@@ -275,7 +291,12 @@ class TNMultiHeadAttention(keras.layers.Layer):
         self.use_bias = bool(use_bias)
         self.generator_activation = generator_activation
         self.mode_order = mode_order
-        self.seed = seed
+        self.seed = common.check_int("seed", seed, 0, allow_none=True)
+        self.kernel_initializer = common.get_kernel_initializer(
+            kernel_initializer
+        )
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
         self.bias_initializer = initializers.get(bias_initializer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
         self.bias_constraint = constraints.get(bias_constraint)
@@ -288,10 +309,15 @@ class TNMultiHeadAttention(keras.layers.Layer):
         self._inverse_sqrt_key_dim = 1.0 / math.sqrt(float(self.key_dim))
 
     # -- build -----------------------------------------------------------------
-    def _generator(self, offset, dims, fan_in, fan_out, name):
+    def _generator(self, offset, dims, fan_in, fan_out, name, std=None):
         seed = None if self.seed is None else int(self.seed) + offset
         return common.build_generator(
-            _Seeded(self, seed), dims, fan_in, fan_out, name=name
+            _Seeded(self, seed),
+            dims,
+            fan_in,
+            fan_out,
+            name=name,
+            target_std=std,
         )
 
     def build(self, query_shape, value_shape, key_shape=None):
@@ -330,11 +356,12 @@ class TNMultiHeadAttention(keras.layers.Layer):
         widths = {"query": nq, "key": nq, "value": nv}
         if self.joint_qkv:
             rows = max(dims.values())
-            fans = _mixed_fans(
-                [(dims[p], widths[p], widths[p]) for p in widths]
+            std = _mixed_std(
+                [(dims[p], widths[p], widths[p]) for p in widths],
+                self.kernel_initializer,
             )
             self.qkv_tensorization, self.qkv_generator = self._generator(
-                0, (rows, (2 * nq + nv) // g), *fans, name="qkv"
+                0, (rows, (2 * nq + nv) // g), None, None, "qkv", std
             )
             self.qkv_scale = self.add_weight(
                 name="qkv_scale",
@@ -469,7 +496,9 @@ class TNMultiHeadAttention(keras.layers.Layer):
             blocks, (h, self.value_dim, *self._out_shape)
         )
         return {
-            name: kq.fake_quantize(kernel, self.kernel_quantization)
+            name: kq.fake_quantize(
+                common.constrain_kernel(self, kernel), self.kernel_quantization
+            )
             for name, kernel in kernels.items()
         }
 
@@ -499,7 +528,9 @@ class TNMultiHeadAttention(keras.layers.Layer):
             part = blocks[:, : self._dims[name], start : start + cols]
             start += cols
             std = part.reshape(g, -1).std(axis=1)
-            wanted = tn_init.glorot_std(self._dims[name], widths[name])
+            wanted = common.kernel_std(
+                self.kernel_initializer, self._dims[name], widths[name]
+            )
             ok = np.isfinite(std) & (std > 0)
             scale[:, i] = np.where(ok, wanted / np.where(ok, std, 1.0), 1.0)
         return scale.astype("float32")
@@ -546,6 +577,14 @@ class TNMultiHeadAttention(keras.layers.Layer):
         """
         common.grow(self, bond_dim, noise)
 
+    def quantize(self, mode=None, type_check=True, config=None):
+        """Keras's quantisation API: `"int8"` sets
+        `kernel_quantization="int8"` (every generated kernel is
+        fake-quantised per output channel); other modes raise
+        NotImplementedError. `keras.Model.quantize("int8")` reaches the
+        layer too."""
+        common.quantize(self, mode, config)
+
     # -- call ------------------------------------------------------------------
     def call(
         self,
@@ -560,11 +599,13 @@ class TNMultiHeadAttention(keras.layers.Layer):
         training=None,
         use_causal_mask=False,
     ):
+        kernels = self._kernel_cache.fetch(self._generate, training)
+        common.add_kernel_regularization(self, list(kernels.values()))
         output, scores = self._attend(
             query,
             value,
             key,
-            self._kernel_cache.fetch(self._generate, training),
+            kernels,
             self._biases,
             query_mask=query_mask,
             value_mask=value_mask,

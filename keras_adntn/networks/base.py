@@ -33,6 +33,7 @@ shape changes), keeping the generated tensor unchanged.
 """
 
 import math
+import weakref
 from dataclasses import dataclass
 
 import keras
@@ -533,6 +534,31 @@ class GeneratorNetwork(keras.layers.Layer):
         return cores
 
     # -- weights ------------------------------------------------------------
+    # -- Keras quantisation API -------------------------------------------
+    def set_owner(self, layer) -> None:
+        """Records the TN layer this generator belongs to (a weak
+        reference, not a tracked attribute)."""
+        object.__setattr__(self, "_owner_ref", weakref.ref(layer))
+
+    def quantize(self, mode=None, type_check=True, config=None):
+        """Hands `quantize` over to the TN layer that owns the generator.
+
+        `keras.Model.quantize` calls `quantize` on leaf layers only, and
+        the generator is the leaf of a TN layer: without this, Keras would
+        warn that the generator "does not have a quantize method" and
+        leave the TN layer as it was.
+        """
+        ref = getattr(self, "_owner_ref", None)
+        owner = None if ref is None else ref()
+        if owner is None:
+            raise NotImplementedError(
+                f"The generator network {self.name!r} "
+                f"({type(self).__name__}) is quantised through the TN layer "
+                "that owns it: call quantize('int8') on that layer or on "
+                "the model."
+            )
+        owner.quantize(mode, type_check=type_check, config=config)
+
     def build(self, input_shape=None):
         values = self.initial_values()
         self._vars = {}

@@ -191,8 +191,6 @@ def test_keras_file_round_trip(tmp_path):
 
 
 def test_jit_compile_fit():
-    if keras.backend.backend() == "torch":
-        pytest.skip("jit_compile=True is not used with torch")
     model = keras.Sequential(
         [
             keras.Input((6, 6, 3)),

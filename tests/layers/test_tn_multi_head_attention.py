@@ -275,8 +275,6 @@ def test_keras_file_round_trip(tmp_path):
 
 
 def test_jit_compile_fit():
-    if keras.backend.backend() == "torch":
-        pytest.skip("jit_compile=True is not used with torch")
     inputs = keras.Input((4, 8))
     out = TNMultiHeadAttention(2, 4, dropout=0.1, network="attn", seed=0)(
         inputs, inputs, use_causal_mask=True

@@ -1,11 +1,14 @@
 """Property-based tests: random valid configurations build and behave;
 random invalid ones raise ValueError and nothing else."""
 
+import os
+
 import keras
 import numpy as np
 from hypothesis import HealthCheck
 from hypothesis import example
 from hypothesis import given
+from hypothesis import seed
 from hypothesis import settings
 from hypothesis import strategies as st
 from keras import ops
@@ -15,14 +18,31 @@ from keras_adntn import initializers as tn_init
 
 NETWORKS = ["ttn", "attn", "mera", "brickwall", "mpo"]
 ACTIVATIONS = ["elu", "gelu", "tanh", "silu", "relu"]
-# derandomize: the same examples on every run, so CI is reproducible (a
-# random run found the example pinned below; it stays pinned)
+# Two profiles, chosen by the environment variable ADNTN_HYPOTHESIS:
+# - "fixed" (default, CI): derandomized, the same examples on every run, so
+#   CI is reproducible (a random run found the example pinned below; it
+#   stays pinned);
+# - "random": new examples on every run, from a seed that tests/conftest.py
+#   draws and prints in the pytest header; rerun a failure with
+#   ADNTN_HYPOTHESIS=random ADNTN_HYPOTHESIS_SEED=<seed>.
+PROFILE = os.environ.get("ADNTN_HYPOTHESIS", "fixed")
+if PROFILE not in ("fixed", "random"):
+    raise ValueError(
+        f"ADNTN_HYPOTHESIS must be 'fixed' or 'random', got {PROFILE!r}"
+    )
 FAST = settings(
     max_examples=25,
-    derandomize=True,
+    derandomize=PROFILE == "fixed",
+    database=None,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+
+
+def _seeded(test):
+    if PROFILE == "random":
+        return seed(int(os.environ["ADNTN_HYPOTHESIS_SEED"]))(test)
+    return test
 
 
 @st.composite
@@ -41,6 +61,7 @@ def valid_config(draw):
     }
 
 
+@_seeded
 @FAST
 @given(config=valid_config(), input_dim=st.integers(1, 300))
 @example(  # found by CI: ReLU at bond 1 kills a group 3 draws in 4
@@ -95,6 +116,7 @@ def invalid_config(draw):
     return config
 
 
+@_seeded
 @FAST
 @given(config=invalid_config())
 def test_invalid_configurations_raise_value_error(config):
