@@ -569,6 +569,8 @@ def _compress_validation(validation):
             f"expected 'x' and 'y'"
         )
     return arrays
+
+
 def _add_verbosity_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
