@@ -78,9 +78,6 @@ def quiet_fd(target: int = 2):
         os.close(fd)
 
 
-_quiet_stderr = quiet_fd
-
-
 def _interpreter(flatbuffer, arena):
     from tflite_micro.python.tflite_micro import runtime
 
@@ -98,7 +95,7 @@ def _search(flatbuffer, low, high, log=None):
     def fits(arena):
         if log is not None:
             print(f"probe {arena}", file=log, flush=True)
-        with _quiet_stderr():
+        with quiet_fd():
             return _interpreter(flatbuffer, arena) is not None
 
     if high is None:
@@ -135,7 +132,7 @@ def _invoke(interpreter, inputs):
 
 def _count_outputs(interpreter):
     count = 0
-    with _quiet_stderr():
+    with quiet_fd():
         while True:
             try:
                 interpreter.get_output_details(count)
@@ -146,7 +143,7 @@ def _count_outputs(interpreter):
 
 def _measure_here(flatbuffer, inputs, repeats, low=0, high=None, log=None):
     arena = _search(flatbuffer, low, high, log)
-    with _quiet_stderr():
+    with quiet_fd():
         interpreter = _interpreter(flatbuffer, arena)
     if interpreter is None:  # pragma: no cover - allocation is deterministic
         raise RuntimeError("TFLM allocation is not reproducible.")
