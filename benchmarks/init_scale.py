@@ -12,9 +12,9 @@ import time
 
 import numpy as np
 
-from keras_adntn import initializers as tn_init
 from keras_adntn import networks
-from keras_adntn.networks.base import numpy_ops
+from keras_adntn.networks import initialization as tn_init
+from keras_adntn.networks.executors import numpy_ops
 from keras_adntn.tensorize import Tensorization
 
 

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 from sklearn.datasets import load_digits
 
-from keras_adntn.dttn import build_dttn
+from keras_adntn.explicit.dttn import build_dttn
 
 
 def main(epochs=20):

@@ -9,8 +9,8 @@ from matplotlib.figure import Figure
 
 from keras_adntn.callbacks import DMRGSweep
 from keras_adntn.callbacks import EntanglementLogger
-from keras_adntn.entanglement import plot_entanglement
-from keras_adntn.layers.tn_layer import TNLayer
+from keras_adntn.explicit.entanglement import plot_entanglement
+from keras_adntn.explicit.tn_layer import TNLayer
 
 OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "output")
 

@@ -4,21 +4,24 @@ nonlinear tensor networks (ADNTN)."""
 from keras_adntn import activations
 from keras_adntn import callbacks
 from keras_adntn import compress
-from keras_adntn import entanglement
-from keras_adntn import initializers
+from keras_adntn import explicit
+from keras_adntn import kernels
 from keras_adntn import losses
 from keras_adntn import networks
 from keras_adntn import regularizers
 from keras_adntn.compress import CompressionReport
 from keras_adntn.distiller import Distiller
-from keras_adntn.dttn import build_dttn
-from keras_adntn.entanglement import plot_entanglement
+from keras_adntn.explicit import AIM
+from keras_adntn.explicit import TNLayer
+from keras_adntn.explicit import build_dttn
+from keras_adntn.explicit import entanglement
+from keras_adntn.explicit import plot_entanglement
 from keras_adntn.export import ExportReport
 from keras_adntn.export import export_litert
-from keras_adntn.layers import AIM
+from keras_adntn.kernels import GeneratedKernel
+from keras_adntn.kernels import GeneratorSpec
 from keras_adntn.layers import TNConv2D
 from keras_adntn.layers import TNDense
-from keras_adntn.layers import TNLayer
 from keras_adntn.layers import TNMultiHeadAttention
 from keras_adntn.losses import DistillationLoss
 from keras_adntn.losses import reconstruction_loss
@@ -34,6 +37,8 @@ __all__ = [
     "DistillationLoss",
     "Distiller",
     "ExportReport",
+    "GeneratedKernel",
+    "GeneratorSpec",
     "SoftIsometry",
     "TNConv2D",
     "TNDense",
@@ -45,8 +50,9 @@ __all__ = [
     "callbacks",
     "compress",
     "entanglement",
+    "explicit",
     "export_litert",
-    "initializers",
+    "kernels",
     "losses",
     "networks",
     "plot_entanglement",

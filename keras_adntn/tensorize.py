@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from keras_adntn._compute import permute_modes
+from keras_adntn.networks.executors import permute_modes
 
 MODE_ORDERS = ("paired", "flat")
 

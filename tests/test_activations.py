@@ -10,9 +10,9 @@ from keras import ops
 
 from keras_adntn import TNDense
 from keras_adntn import activations as tn_act
-from keras_adntn import initializers as tn_init
-from keras_adntn._compute import KerasOps
-from keras_adntn.networks.base import numpy_ops
+from keras_adntn.networks import initialization as tn_init
+from keras_adntn.networks.executors import KerasOps
+from keras_adntn.networks.executors import numpy_ops
 from keras_adntn.networks.ttn import TTN
 from tests.layer_contract import check_config_round_trip
 from tests.layer_contract import check_every_variable_learns

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from keras_adntn._compute import KerasOps
-from keras_adntn._compute import NumpyOps
+from keras_adntn.networks.executors import KerasOps
+from keras_adntn.networks.executors import NumpyOps
 from keras_adntn.tensorize import Tensorization
 
 

@@ -5,7 +5,9 @@ import math
 import keras
 import numpy as np
 
-from keras_adntn.layers import common
+from keras_adntn.kernels.generator_spec import check_int
+from keras_adntn.layers.generator_layer import GROWTH_NOISE
+from keras_adntn.layers.generator_layer import GeneratorLayer
 
 
 class BondGrowth(keras.callbacks.Callback):
@@ -67,23 +69,23 @@ class BondGrowth(keras.callbacks.Callback):
         mode="auto",
         cooldown=0,
         layers=None,
-        noise=common.GROWTH_NOISE,
+        noise=GROWTH_NOISE,
         verbose=0,
     ):
         super().__init__()
         self.monitor = monitor
-        self.patience = common.check_int("patience", patience, 0)
-        self.max_bond_dim = common.check_int(
+        self.patience = check_int("patience", patience, 0)
+        self.max_bond_dim = check_int(
             "max_bond_dim", max_bond_dim, 1, allow_none=True
         )
-        self.step = common.check_int("step", step, 1)
+        self.step = check_int("step", step, 1)
         self.min_delta = abs(float(min_delta))
         if mode not in ("auto", "min", "max"):
             raise ValueError(
                 f"`mode` must be 'auto', 'min' or 'max', got {mode!r}."
             )
         self.mode = mode
-        self.cooldown = common.check_int("cooldown", cooldown, 0)
+        self.cooldown = check_int("cooldown", cooldown, 0)
         self.layers = None if layers is None else list(layers)
         self.noise = float(noise)
         self.verbose = int(verbose)
@@ -111,9 +113,8 @@ class BondGrowth(keras.callbacks.Callback):
         found = [
             layer
             for layer in self.model._flatten_layers(include_self=False)
-            if getattr(layer, "max_bond_dim", None) is not None
-            and hasattr(layer, "grow")
-            and common.generators(layer)
+            if isinstance(layer, GeneratorLayer)
+            and layer.max_bond_dim is not None
         ]
         if self.layers is None:
             return found
@@ -137,7 +138,7 @@ class BondGrowth(keras.callbacks.Callback):
         self._reset()
         self._layers = self._targets()
         for layer in self._layers:
-            common.sync_bond_dim(layer)
+            layer.sync_bond_dim()
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {} if logs is None else logs

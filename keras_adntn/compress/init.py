@@ -159,9 +159,12 @@ def _mean_prediction(y_true, y_pred):
 
 
 def _generators(new):
-    from keras_adntn.layers import common
+    return new.generators
 
-    return common.generators(new)
+
+def _qkv_scale(new):
+    """The `part_scale` of a joint QKV generator, or None."""
+    return getattr(getattr(new, "qkv_kernel", None), "part_scale", None)
 
 
 def _generated(new):
@@ -289,24 +292,23 @@ def tt_svd_cores(network: networks.MPO, tensor: np.ndarray) -> dict:
 
 def _svd_targets(new, kernels):
     """`[(tensorization, network, (rows, cols) target)]` of a TN layer."""
-    if not hasattr(new, "output_generator"):
+    if not hasattr(new, "output_kernel"):
         return [(new.tensorization, new.generator, kernels["kernel"])]
     out = kernels["output"]
     pairs = [
         (
-            new.output_tensorization,
-            new.output_generator,
+            new.output_kernel.tensorization,
+            new.output_kernel.network,
             out.reshape(out.shape[0] * out.shape[1], -1),
         )
     ]
-    rows = new.qkv_tensorization.dims[0]
+    qkv = new.qkv_kernel
+    rows = qkv.tensorization.dims[0]
     blocks = []
     for key in ("query", "key", "value"):
         kernel = kernels[key].reshape(kernels[key].shape[0], -1)
         blocks.append(np.pad(kernel, ((0, rows - kernel.shape[0]), (0, 0))))
-    return [
-        (new.qkv_tensorization, new.qkv_generator, np.concatenate(blocks, 1))
-    ] + pairs
+    return [(qkv.tensorization, qkv.network, np.concatenate(blocks, 1))] + pairs
 
 
 def init_svd(new, kernels: dict) -> None:
@@ -320,8 +322,9 @@ def init_svd(new, kernels: dict) -> None:
 
     >>> init_svd(layer, {"kernel": w})  # doctest: +SKIP
     """
-    if hasattr(new, "qkv_scale"):
-        new.qkv_scale.assign(np.ones(new.qkv_scale.shape, "float32"))
+    scale = _qkv_scale(new)
+    if scale is not None:
+        scale.assign(np.ones(scale.shape, "float32"))
     for tensorization, network, target in _svd_targets(new, kernels):
         folded = tensorization.fold(target[None])
         for name, value in tt_svd_cores(network, folded).items():
@@ -374,17 +377,19 @@ def best_svd_start(new, targets: dict, metrics: dict) -> str:
 
 
 def rescale_qkv(new, targets: dict) -> None:
-    """Sets `qkv_scale` so each of Wq, Wk, Wv starts at the teacher's RMS."""
-    if not hasattr(new, "qkv_scale"):
+    """Sets the joint generator's `part_scale` so each of Wq, Wk, Wv starts
+    at the teacher's RMS."""
+    variable = _qkv_scale(new)
+    if variable is None:
         return
     got = new.kernels
-    scale = _np(new.qkv_scale)
+    scale = _np(variable)
     for i, key in enumerate(("query", "key", "value")):
         have = math.sqrt(float(np.mean(_np(got[key]) ** 2)))
         want = math.sqrt(float(np.mean(targets[key] ** 2)))
         if have > 0 and want > 0:
             scale[:, i] *= want / have
-    new.qkv_scale.assign(scale.astype("float32"))
+    variable.assign(scale.astype("float32"))
 
 
 def correct_biases(new, targets: dict, biases: dict, means: dict) -> None:

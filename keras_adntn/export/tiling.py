@@ -37,7 +37,7 @@ export generates the whole kernel once instead, untiled.
 
 import numpy as np
 
-from keras_adntn._compute import permute_modes
+from keras_adntn.networks.executors import permute_modes
 
 # Estimated arena per generated block entry, in float32 entries: the
 # block, its permuted copy and the contraction before it.
@@ -99,7 +99,7 @@ class DenseTiling:
     def block_entries(self) -> int:
         """Generated entries per block, padding and groups included."""
         t = self.layer.tensorization
-        return self.layer.groups * t.padded[1] * self.rows
+        return self.layer.generator_groups * t.padded[1] * self.rows
 
     @property
     def fixed_leaves(self) -> list:
@@ -165,7 +165,11 @@ class DenseTiling:
         t = layer.tensorization
         network = layer.generator
         p, n = t.radix, t.num_modes
-        d_in, units, groups = layer.input_dim, layer.units, layer.groups
+        d_in, units, groups = (
+            layer.input_dim,
+            layer.units,
+            layer.generator_groups,
+        )
         blocks, rows, fixed = self.blocks, self.rows, self.fixed
         in_leaves = [t.leaf_order.index((0, k)) for k in range(t.digits[0])]
         out_leaves = [t.leaf_order.index((1, k)) for k in range(t.digits[1])]
@@ -226,7 +230,11 @@ class DenseTiling:
         weight layout, then one FULLY_CONNECTED."""
         layer = self.layer
         t = layer.tensorization
-        d_in, units, groups = layer.input_dim, layer.units, layer.groups
+        d_in, units, groups = (
+            layer.input_dim,
+            layer.units,
+            layer.generator_groups,
+        )
         kernel = layer.generator.generate(xp)  # (groups, leaves)
         if t.mode_order == "paired":
             n = t.num_modes

@@ -1,7 +1,7 @@
 """Tracing a Keras model into the TensorFlow graph the converter reads.
 
 The very same layer code runs; the export only chooses, through the
-context variables of `keras_adntn._compute`, how kernels are made:
+context variables of `keras_adntn.networks.executors`, how kernels are made:
 
 - `"cached"`: `EagerOps` computes every generated kernel once, outside the
   trace, so it enters the graph as a constant (an ordinary FULLY_CONNECTED
@@ -32,9 +32,9 @@ import re
 import keras
 import numpy as np
 
-from keras_adntn import _compute
-from keras_adntn._compute import KerasOps
 from keras_adntn.export.report import ANCHOR_SCOPE
+from keras_adntn.networks import executors
+from keras_adntn.networks.executors import KerasOps
 
 
 class DeviceOps(KerasOps):
@@ -154,15 +154,15 @@ class EagerOps(KerasOps):
 
 
 def generating_layers(model) -> list:
-    """Layers (nested ones too) with a generator network as a sublayer."""
-    from keras_adntn.networks.base import GeneratorNetwork
+    """Layers (nested ones too) with a `GeneratedKernel` as a sublayer."""
+    from keras_adntn.kernels import GeneratedKernel
 
     found = []
     for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, GeneratorNetwork):
+        if isinstance(layer, GeneratedKernel):
             continue
         subs = layer._flatten_layers(include_self=False, recursive=False)
-        if any(isinstance(sub, GeneratorNetwork) for sub in subs):
+        if any(isinstance(sub, GeneratedKernel) for sub in subs):
             found.append(layer)
     return found
 
@@ -265,7 +265,7 @@ class Trace:
         def call(*args):
             inputs = args[0] if len(args) == 1 else list(args)
             if mode != "on_the_fly":
-                with _compute.generation_ops(eager_ops):
+                with executors.generation_ops(eager_ops):
                     return model(inputs, training=False)
             tiled = {
                 id(t.layer)
@@ -280,10 +280,10 @@ class Trace:
             anchor, mapping = _anchor_mapping(tf, untiled, args[0])
             anchor_of[0] = anchor
             with keras.StatelessScope(state_mapping=mapping):
-                with _compute.generation_ops(
+                with executors.generation_ops(
                     lambda: DeviceOps(tf, anchor=anchor, reads=reads)
                 ):
-                    with _compute.device_schedule(schedule):
+                    with executors.device_schedule(schedule):
                         return model(inputs, training=False)
 
         self.concrete = tf.function(

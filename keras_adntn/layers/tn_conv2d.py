@@ -2,17 +2,11 @@
 
 import keras
 from keras import activations
-from keras import constraints
-from keras import initializers
 from keras import ops
-from keras import regularizers
-from keras.src.ops.operation_utils import compute_conv_output_shape
 
-from keras_adntn import _compute
-from keras_adntn.layers import common
-from keras_adntn.layers import kernel_quantization as kq
-from keras_adntn.layers.kernel_cache import KernelCache
-from keras_adntn.layers.kernel_cache import check_execution
+from keras_adntn.kernels.generator_spec import check_int
+from keras_adntn.layers.generator_layer import GeneratorLayer
+from keras_adntn.networks import executors
 
 PADDINGS = ("valid", "same")
 DATA_FORMATS = ("channels_last", "channels_first")
@@ -26,13 +20,13 @@ def _pair(name, value, minimum=1):
                 f"`{name}` must be an int or a tuple of 2 ints >= {minimum}, "
                 f"got {value!r}."
             )
-        return tuple(common.check_int(name, v, minimum) for v in value)
-    v = common.check_int(name, value, minimum)
+        return tuple(check_int(name, v, minimum) for v in value)
+    v = check_int(name, value, minimum)
     return (v, v)
 
 
 @keras.saving.register_keras_serializable(package="keras_adntn")
-class TNConv2D(keras.layers.Layer):
+class TNConv2D(GeneratorLayer):
     """Drop-in for `keras.layers.Conv2D` with a generated kernel.
 
     The `(kh, kw, in_channels // groups, filters)` kernel is not stored: a
@@ -179,8 +173,29 @@ class TNConv2D(keras.layers.Layer):
         kernel_quantization=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.filters = common.check_int("filters", filters, 1)
+        super().__init__(
+            network=network,
+            bond_dim=bond_dim,
+            max_bond_dim=max_bond_dim,
+            radix=radix,
+            latent_order=latent_order,
+            depth=depth,
+            generator_activation=generator_activation,
+            generator_groups=generator_groups,
+            mode_order=mode_order,
+            seed=seed,
+            kernel_initializer=kernel_initializer,
+            kernel_regularizer=kernel_regularizer,
+            kernel_constraint=kernel_constraint,
+            bias_initializer=bias_initializer,
+            bias_regularizer=bias_regularizer,
+            bias_constraint=bias_constraint,
+            core_regularizer=core_regularizer,
+            execution=execution,
+            kernel_quantization=kernel_quantization,
+            **kwargs,
+        )
+        self.filters = check_int("filters", filters, 1)
         self.kernel_size = _pair("kernel_size", kernel_size)
         self.strides = _pair("strides", strides)
         self.dilation_rate = _pair("dilation_rate", dilation_rate)
@@ -206,53 +221,19 @@ class TNConv2D(keras.layers.Layer):
                 f"{data_format!r}."
             )
         self.data_format = data_format.lower()
-        self.conv_groups = common.check_int("groups", groups, 1)
+        self.conv_groups = check_int("groups", groups, 1)
         if self.filters % self.conv_groups:
             raise ValueError(
                 f"`groups` must divide `filters`; got groups={groups}, "
                 f"filters={filters}."
             )
-        common.check_generator_args(
-            network,
-            bond_dim,
-            radix,
-            mode_order,
-            latent_order,
-            depth,
-            generator_activation,
-        )
-        self.generator_groups = common.check_int(
-            "generator_groups", generator_groups, 1
-        )
         if self.filters % self.generator_groups:
             raise ValueError(
                 f"`generator_groups` must divide `filters`; got "
                 f"generator_groups={generator_groups}, filters={filters}."
             )
-        self.network = network
-        self.bond_dim = int(bond_dim)
-        self.max_bond_dim = common.check_max_bond_dim(max_bond_dim, bond_dim)
-        self.radix = int(radix)
-        self.latent_order = latent_order
-        self.depth = depth
         self.activation = activations.get(activation)
-        self.generator_activation = generator_activation
         self.use_bias = bool(use_bias)
-        self.mode_order = mode_order
-        self.seed = common.check_int("seed", seed, 0, allow_none=True)
-        self.kernel_initializer = common.get_kernel_initializer(
-            kernel_initializer
-        )
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.kernel_constraint = constraints.get(kernel_constraint)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.bias_constraint = constraints.get(bias_constraint)
-        self.core_regularizer = regularizers.get(core_regularizer)
-        self.execution = check_execution(execution)
-        self.kernel_quantization = kq.check_kernel_quantization(
-            kernel_quantization
-        )
         self.input_spec = keras.layers.InputSpec(min_ndim=4)
 
     @property
@@ -302,29 +283,16 @@ class TNConv2D(keras.layers.Layer):
         kh, kw = self.kernel_size
         cin = in_channels // self.conv_groups
         g = self.generator_groups
-        self.tensorization, self.generator = common.build_generator(
-            self,
+        self.generated_kernel = self._add_kernel(
             (kh, kw, cin, self.filters // g),
-            kh * kw * cin,
-            kh * kw * self.filters,
-            name=self.network,
-            groups=g,
+            shape=(kh, kw, cin, self.filters),
+            fan_in=kh * kw * cin,
+            fan_out=kh * kw * self.filters,
+            name="generated_kernel",
         )
-        if self.use_bias:
-            self.bias = self.add_weight(
-                name="bias",
-                shape=(self.filters,),
-                initializer=self.bias_initializer,
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
-            )
-        else:
-            self.bias = None
+        self.bias = self._add_bias((self.filters,)) if self.use_bias else None
         self.input_spec = keras.layers.InputSpec(
             min_ndim=4, axes={self._channel_axis(): in_channels}
-        )
-        self._kernel_cache = KernelCache(
-            self, {"kernel": (kh, kw, cin, self.filters)}, self.execution
         )
 
     @property
@@ -336,14 +304,17 @@ class TNConv2D(keras.layers.Layer):
         return self._generate()["kernel"]
 
     def _generate(self):
-        blocks = common.generate_kernel(self.tensorization, self.generator)
-        kh, kw = self.kernel_size
-        cin = self.in_channels // self.conv_groups
-        if self.generator_groups > 1:
-            blocks = ops.transpose(blocks, (1, 2, 3, 0, 4))
-        kernel = ops.reshape(blocks, (kh, kw, cin, self.filters))
-        kernel = common.constrain_kernel(self, kernel)
-        return {"kernel": kq.fake_quantize(kernel, self.kernel_quantization)}
+        return self.generated_kernel.generate()
+
+    @property
+    def generator(self):
+        """The generator network (`generated_kernel.network`)."""
+        return self.generated_kernel.network
+
+    @property
+    def tensorization(self):
+        """The kernel's tensorisation (`generated_kernel.tensorization`)."""
+        return self.generated_kernel.tensorization
 
     @property
     def dense_params(self) -> int:
@@ -354,39 +325,15 @@ class TNConv2D(keras.layers.Layer):
         weights *= self.filters
         return weights + (self.filters if self.use_bias else 0)
 
-    @property
-    def compression_ratio(self) -> float:
-        return self.dense_params / self.count_params()
-
-    @property
-    def active_params(self) -> int:
-        """`count_params()` without unused growth capacity."""
-        return common.active_params(self)
-
-    def grow(self, bond_dim: int, noise: float = common.GROWTH_NOISE) -> None:
-        """Grows the generators to `bond_dim` keeping the kernels (SPEC §7).
-
-        Needs `max_bond_dim >= bond_dim >= self.bond_dim`, else ValueError.
-        """
-        common.grow(self, bond_dim, noise)
-
-    def quantize(self, mode=None, type_check=True, config=None):
-        """Keras's quantisation API: `"int8"` sets
-        `kernel_quantization="int8"` (the generated kernel is fake-quantised
-        per output channel); other modes raise NotImplementedError.
-        `keras.Model.quantize("int8")` reaches the layer too."""
-        common.quantize(self, mode, config)
-
     def call(self, inputs, training=None):
         if not keras.backend.is_float_dtype(inputs.dtype):
             # integer images: computed in the compute dtype, as TNDense and
             # Dense do (backend convolutions reject mixed dtypes)
             inputs = ops.cast(inputs, self.compute_dtype)
-        x = _compute.device_matmul(self, inputs)  # an export's schedule
+        x = executors.device_matmul(self, inputs)  # an export's schedule
         if x is None:
-            kernel = self._kernel_cache.fetch(self._generate, training)
-            kernel = kernel["kernel"]
-            common.add_kernel_regularization(self, [kernel])
+            kernel = self.generated_kernel.kernels(training)["kernel"]
+            self._regularize([kernel])
             kernel = ops.cast(kernel, self.compute_dtype)
             x = ops.conv(
                 inputs,
@@ -405,15 +352,24 @@ class TNConv2D(keras.layers.Layer):
         return self.activation(x)
 
     def compute_output_shape(self, input_shape):
-        return compute_conv_output_shape(
-            input_shape,
-            self.filters,
-            self.kernel_size,
-            strides=self.strides,
-            padding=self.padding,
-            data_format=self.data_format,
-            dilation_rate=self.dilation_rate,
-        )
+        input_shape = tuple(input_shape)
+        if self.data_format == "channels_last":
+            spatial = input_shape[1:3]
+        else:
+            spatial = input_shape[2:4]
+        out = []
+        for size, k, s, d in zip(
+            spatial, self.kernel_size, self.strides, self.dilation_rate
+        ):
+            if size is None:
+                out.append(None)
+            elif self.padding == "same":
+                out.append(-(-int(size) // s))
+            else:
+                out.append((int(size) - (k - 1) * d - 1) // s + 1)
+        if self.data_format == "channels_last":
+            return (input_shape[0], *out, self.filters)
+        return (input_shape[0], self.filters, *out)
 
     @classmethod
     def from_conv2d(
@@ -508,8 +464,6 @@ class TNConv2D(keras.layers.Layer):
                 "groups": self.conv_groups,
                 "activation": activations.serialize(self.activation),
                 "use_bias": self.use_bias,
-                "generator_groups": self.generator_groups,
             }
         )
-        config.update(common.generator_config(self))
         return config

@@ -3,48 +3,17 @@
 import math
 
 import keras
-import numpy as np
-from keras import constraints
-from keras import initializers
 from keras import ops
-from keras import regularizers
-from keras.src import backend as keras_backend
-from keras.src.layers.attention import multi_head_attention as keras_mha
 
-from keras_adntn._compute import NumpyOps
-from keras_adntn.layers import common
-from keras_adntn.layers import kernel_quantization as kq
-from keras_adntn.layers.kernel_cache import KernelCache
-from keras_adntn.layers.kernel_cache import check_execution
+from keras_adntn.kernels.generator_spec import check_int
+from keras_adntn.layers import attention_equations
+from keras_adntn.layers.generator_layer import GeneratorLayer
 
 PROJECTIONS = ("query", "key", "value", "output")
 
 
-class _Seeded:
-    """`layer` seen by `common.build_generator` with another seed."""
-
-    def __init__(self, layer, seed):
-        self._layer = layer
-        self.seed = seed
-        self.tn_owner = layer
-
-    def __getattr__(self, name):
-        return getattr(self._layer, name)
-
-
-def _mixed_std(parts, initializer):
-    """RMS of the stds `initializer` gives the `(fan_in, fan_out, weight)`
-    parts (`common.kernel_std`; glorot_uniform for None)."""
-    stds = {(a, b): common.kernel_std(initializer, a, b) for a, b, _ in parts}
-    if len(stds) == 1:
-        return stds.popitem()[1]
-    total = sum(w for _, _, w in parts)
-    var = sum(w * stds[(a, b)] ** 2 for a, b, w in parts) / total
-    return math.sqrt(var)
-
-
 @keras.saving.register_keras_serializable(package="keras_adntn")
-class TNMultiHeadAttention(keras.layers.Layer):
+class TNMultiHeadAttention(GeneratorLayer):
     """Drop-in for `keras.layers.MultiHeadAttention` with generated weights.
 
     The four projection kernels are not stored: small nonlinear tensor
@@ -63,9 +32,9 @@ class TNMultiHeadAttention(keras.layers.Layer):
     fallback: `joint_qkv=False` is the only way to get three separate
     generators. The output projection always has its own generator.
 
-    Grouped generation: with `groups=G` every generator runs `G` groups,
-    each with its own latent and cores, along the output axis of each
-    projection. For the joint generator group `g` produces the `g`-th
+    Grouped generation: with `generator_groups=G` every generator runs `G`
+    groups, each with its own latent and cores, along the output axis of
+    each projection. For the joint generator group `g` produces the `g`-th
     block of columns of each of `Wq`, `Wk` and `Wv` (with `G` dividing
     `num_heads`, a block of heads). `G` must divide `num_heads * key_dim`,
     `num_heads * value_dim` and the output size.
@@ -73,10 +42,10 @@ class TNMultiHeadAttention(keras.layers.Layer):
     Each kernel is generated in float32, cast to the compute dtype, and
     calibrated at initialisation to the scale `glorot_uniform` gives the
     corresponding `EinsumDense` of `MultiHeadAttention`. The joint
-    generator is calibrated as a whole; a fixed, non-trainable `(groups, 3)`
-    weight `qkv_scale`, set at build and saved with the layer, then gives
-    each of `Wq`, `Wk`, `Wv` its own glorot scale (`count_params()`
-    includes these `3 * groups` numbers).
+    generator is calibrated as a whole; a fixed, non-trainable `(G, 3)`
+    weight `qkv/part_scale`, set at build and saved with the layer, then
+    gives each of `Wq`, `Wk`, `Wv` its own glorot scale (`count_params()`
+    includes these `3 * G` numbers).
 
     As in `MultiHeadAttention`, the key bias gets no gradient (softmax is
     invariant to it); it is kept for weight compatibility.
@@ -108,7 +77,7 @@ class TNMultiHeadAttention(keras.layers.Layer):
             brick wall (`None`: network default).
         generator_activation: activation between the generators' levels
             (default `"elu"`), or a list with one per hidden level.
-        groups: number of generator groups (see above), int >= 1.
+        generator_groups: number of generator groups (see above), int >= 1.
         mode_order: `"paired"` (default) or `"flat"`.
         seed: int seed of the core initialisation (generator `k` uses
             `seed + k`) and of the dropout (None: random).
@@ -192,7 +161,7 @@ class TNMultiHeadAttention(keras.layers.Layer):
         latent_order=None,
         depth=None,
         generator_activation="elu",
-        groups=1,
+        generator_groups=1,
         mode_order="paired",
         seed=None,
         kernel_initializer="glorot_uniform",
@@ -207,12 +176,37 @@ class TNMultiHeadAttention(keras.layers.Layer):
         kernel_quantization=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.num_heads = common.check_int("num_heads", num_heads, 1)
-        self.key_dim = common.check_int("key_dim", key_dim, 1)
-        self.value_dim = common.check_int(
-            "value_dim", value_dim, 1, allow_none=True
+        if "groups" in kwargs:
+            raise ValueError(
+                "TNMultiHeadAttention has no `groups`; the number of "
+                "generator groups is `generator_groups`, got "
+                f"groups={kwargs['groups']!r}."
+            )
+        super().__init__(
+            network=network,
+            bond_dim=bond_dim,
+            max_bond_dim=max_bond_dim,
+            radix=radix,
+            latent_order=latent_order,
+            depth=depth,
+            generator_activation=generator_activation,
+            generator_groups=generator_groups,
+            mode_order=mode_order,
+            seed=seed,
+            kernel_initializer=kernel_initializer,
+            kernel_regularizer=kernel_regularizer,
+            kernel_constraint=kernel_constraint,
+            bias_initializer=bias_initializer,
+            bias_regularizer=bias_regularizer,
+            bias_constraint=bias_constraint,
+            core_regularizer=core_regularizer,
+            execution=execution,
+            kernel_quantization=kernel_quantization,
+            **kwargs,
         )
+        self.num_heads = check_int("num_heads", num_heads, 1)
+        self.key_dim = check_int("key_dim", key_dim, 1)
+        self.value_dim = check_int("value_dim", value_dim, 1, allow_none=True)
         if self.value_dim is None:
             self.value_dim = self.key_dim
         if (
@@ -227,7 +221,7 @@ class TNMultiHeadAttention(keras.layers.Layer):
         if output_shape is not None:
             if isinstance(output_shape, (list, tuple)):
                 output_shape = tuple(
-                    common.check_int("output_shape", d, 1) for d in output_shape
+                    check_int("output_shape", d, 1) for d in output_shape
                 )
                 if not output_shape:
                     raise ValueError(
@@ -235,9 +229,7 @@ class TNMultiHeadAttention(keras.layers.Layer):
                         "of ints >= 1, or None, got ()."
                     )
             else:
-                output_shape = (
-                    common.check_int("output_shape", output_shape, 1),
-                )
+                output_shape = (check_int("output_shape", output_shape, 1),)
         self._output_shape = output_shape
         if isinstance(attention_axes, int) and not isinstance(
             attention_axes, bool
@@ -259,16 +251,6 @@ class TNMultiHeadAttention(keras.layers.Layer):
                 f"`joint_qkv` must be True or False, got {joint_qkv!r}."
             )
         self.joint_qkv = joint_qkv
-        common.check_generator_args(
-            network,
-            bond_dim,
-            radix,
-            mode_order,
-            latent_order,
-            depth,
-            generator_activation,
-        )
-        self.groups = common.check_int("groups", groups, 1)
         for label, size in (
             ("num_heads * key_dim", self.num_heads * self.key_dim),
             ("num_heads * value_dim", self.num_heads * self.value_dim),
@@ -277,49 +259,16 @@ class TNMultiHeadAttention(keras.layers.Layer):
             if output_shape
             else ()
         ):
-            if size % self.groups:
+            if size % self.generator_groups:
                 raise ValueError(
-                    f"`groups` must divide {label} ({size}); got "
-                    f"groups={groups}."
+                    f"`generator_groups` must divide {label} ({size}); got "
+                    f"generator_groups={generator_groups}."
                 )
-        self.network = network
-        self.bond_dim = int(bond_dim)
-        self.max_bond_dim = common.check_max_bond_dim(max_bond_dim, bond_dim)
-        self.radix = int(radix)
-        self.latent_order = latent_order
-        self.depth = depth
         self.use_bias = bool(use_bias)
-        self.generator_activation = generator_activation
-        self.mode_order = mode_order
-        self.seed = common.check_int("seed", seed, 0, allow_none=True)
-        self.kernel_initializer = common.get_kernel_initializer(
-            kernel_initializer
-        )
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.kernel_constraint = constraints.get(kernel_constraint)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.bias_constraint = constraints.get(bias_constraint)
-        self.core_regularizer = regularizers.get(core_regularizer)
-        self.execution = check_execution(execution)
-        self.kernel_quantization = kq.check_kernel_quantization(
-            kernel_quantization
-        )
         self.supports_masking = True
         self._inverse_sqrt_key_dim = 1.0 / math.sqrt(float(self.key_dim))
 
     # -- build -----------------------------------------------------------------
-    def _generator(self, offset, dims, fan_in, fan_out, name, std=None):
-        seed = None if self.seed is None else int(self.seed) + offset
-        return common.build_generator(
-            _Seeded(self, seed),
-            dims,
-            fan_in,
-            fan_out,
-            name=name,
-            target_std=std,
-        )
-
     def build(self, query_shape, value_shape, key_shape=None):
         query_shape, value_shape, key_shape = _check_shapes(
             query_shape, value_shape, key_shape
@@ -343,45 +292,50 @@ class TNMultiHeadAttention(keras.layers.Layer):
             dims[name] = int(shape[-1])
         out_shape = self._output_shape or (dims["query"],)
         out_dim = math.prod(out_shape)
-        if out_dim % self.groups:
+        if out_dim % self.generator_groups:
             raise ValueError(
-                f"`groups` must divide the output size ({out_dim}); got "
-                f"groups={self.groups}."
+                f"`generator_groups` must divide the output size ({out_dim}); "
+                f"got generator_groups={self.generator_groups}."
             )
         self._dims = dims
         self._out_shape = tuple(out_shape)
-        g = self.groups
-        nq = self.num_heads * self.key_dim
-        nv = self.num_heads * self.value_dim
-        widths = {"query": nq, "key": nq, "value": nv}
+        g = self.generator_groups
+        h = self.num_heads
+        nq = h * self.key_dim
+        nv = h * self.value_dim
+        heads = {"query": self.key_dim, "key": self.key_dim}
+        heads["value"] = self.value_dim
         if self.joint_qkv:
-            rows = max(dims.values())
-            std = _mixed_std(
-                [(dims[p], widths[p], widths[p]) for p in widths],
-                self.kernel_initializer,
-            )
-            self.qkv_tensorization, self.qkv_generator = self._generator(
-                0, (rows, (2 * nq + nv) // g), None, None, "qkv", std
-            )
-            self.qkv_scale = self.add_weight(
-                name="qkv_scale",
-                shape=(g, 3),
-                initializer=_constant(self._initial_qkv_scale(widths)),
-                trainable=False,
-                autocast=False,
+            parts = [
+                (p, dims[p], h * heads[p], (dims[p], h, heads[p]))
+                + (dims[p], h * heads[p])
+                for p in ("query", "key", "value")
+            ]
+            self.qkv_kernel = self._add_kernel(
+                (max(dims.values()), (2 * nq + nv) // g),
+                parts=parts,
+                name="qkv",
             )
         else:
-            self.query_tensorization, self.query_generator = self._generator(
-                0, (dims["query"], nq // g), dims["query"], nq, name="query"
-            )
-            self.key_tensorization, self.key_generator = self._generator(
-                1, (dims["key"], nq // g), dims["key"], nq, name="key"
-            )
-            self.value_tensorization, self.value_generator = self._generator(
-                2, (dims["value"], nv // g), dims["value"], nv, name="value"
-            )
-        self.output_tensorization, self.output_generator = self._generator(
-            3, (nv, out_dim // g), nv, out_dim, name="output"
+            for k, p in enumerate(("query", "key", "value")):
+                kernel = self._add_kernel(
+                    (dims[p], h * heads[p] // g),
+                    shape=(dims[p], h, heads[p]),
+                    fan_in=dims[p],
+                    fan_out=h * heads[p],
+                    seed_offset=k,
+                    key=p,
+                    name=p,
+                )
+                setattr(self, f"{p}_kernel", kernel)
+        self.output_kernel = self._add_kernel(
+            (nv, out_dim // g),
+            shape=(h, self.value_dim, *self._out_shape),
+            fan_in=nv,
+            fan_out=out_dim,
+            seed_offset=3,
+            key="output",
+            name="output",
         )
         bias_shapes = {
             "query": (self.num_heads, self.key_dim),
@@ -392,18 +346,12 @@ class TNMultiHeadAttention(keras.layers.Layer):
         self._biases = {}
         for name in PROJECTIONS:
             self._biases[name] = (
-                self.add_weight(
-                    name=f"{name}_bias",
-                    shape=bias_shapes[name],
-                    initializer=self.bias_initializer,
-                    regularizer=self.bias_regularizer,
-                    constraint=self.bias_constraint,
-                )
+                self._add_bias(bias_shapes[name], name=f"{name}_bias")
                 if self.use_bias
                 else None
             )
         self._equations = {
-            name: keras_mha._build_proj_equation(len(shape) - 1, 1, 2)[0]
+            name: attention_equations.projection_equation(len(shape) - 1, 1, 2)
             for name, shape in (
                 ("query", query_shape),
                 ("key", key_shape),
@@ -411,9 +359,9 @@ class TNMultiHeadAttention(keras.layers.Layer):
             )
         }
         rank = len(query_shape) + 1
-        self._equations["output"] = keras_mha._build_proj_equation(
+        self._equations["output"] = attention_equations.projection_equation(
             rank - 2, 2, len(self._out_shape)
-        )[0]
+        )
         if self.attention_axes is None:
             axes = tuple(range(1, rank - 2))
         else:
@@ -421,8 +369,8 @@ class TNMultiHeadAttention(keras.layers.Layer):
                 a if a >= 0 else (rank - 1) + a for a in self.attention_axes
             )
         self._attn_axes = axes
-        dot, combine, scores_rank = keras_mha._build_attention_equation(
-            rank, attn_axes=axes
+        dot, combine, scores_rank = attention_equations.attention_equations(
+            rank, axes
         )
         self._dot_product_equation = dot
         self._combine_equation = combine
@@ -432,17 +380,6 @@ class TNMultiHeadAttention(keras.layers.Layer):
         )
         self._dropout_layer = keras.layers.Dropout(
             rate=self.dropout, dtype=self.dtype_policy, seed=self.seed
-        )
-        h = self.num_heads
-        self._kernel_cache = KernelCache(
-            self,
-            {
-                "query": (dims["query"], h, self.key_dim),
-                "key": (dims["key"], h, self.key_dim),
-                "value": (dims["value"], h, self.value_dim),
-                "output": (h, self.value_dim, *self._out_shape),
-            },
-            self.execution,
         )
 
     # -- kernels ---------------------------------------------------------------
@@ -456,91 +393,16 @@ class TNMultiHeadAttention(keras.layers.Layer):
         return self._generate()
 
     def _generate(self):
-        g, h = self.groups, self.num_heads
-        head = {
-            "query": self.key_dim,
-            "key": self.key_dim,
-            "value": self.value_dim,
-        }
         kernels = {}
-        if self.joint_qkv:
-            blocks = common.generate_kernel(
-                self.qkv_tensorization, self.qkv_generator
-            )
-            scale = ops.cast(self.qkv_scale, blocks.dtype)
-            start = 0
-            for i, name in enumerate(("query", "key", "value")):
-                cols = h * head[name] // g
-                part = ops.slice(
-                    blocks, (0, 0, start), (g, self._dims[name], cols)
-                )
-                part = ops.multiply(
-                    part,
-                    ops.reshape(ops.slice(scale, (0, i), (g, 1)), (g, 1, 1)),
-                )
-                start += cols
-                kernels[name] = self._merge_groups(part, head[name])
-        else:
-            for name in ("query", "key", "value"):
-                blocks = common.generate_kernel(
-                    getattr(self, f"{name}_tensorization"),
-                    getattr(self, f"{name}_generator"),
-                )
-                kernels[name] = self._merge_groups(blocks, head[name])
-        blocks = common.generate_kernel(
-            self.output_tensorization, self.output_generator
-        )
-        if g > 1:
-            blocks = ops.transpose(blocks, (1, 0, 2))
-        kernels["output"] = ops.reshape(
-            blocks, (h, self.value_dim, *self._out_shape)
-        )
-        return {
-            name: kq.fake_quantize(
-                common.constrain_kernel(self, kernel), self.kernel_quantization
-            )
-            for name, kernel in kernels.items()
-        }
+        for kernel in self.generated_kernels:
+            kernels.update(kernel.generate())
+        return kernels
 
-    def _initial_qkv_scale(self, widths):
-        """`(G, 3)` factors that give each of Wq, Wk, Wv its glorot scale.
-
-        One generator is calibrated over the whole `[Wq, Wk, Wv]`; its
-        blocks can still differ in scale by a few times at initialisation.
-        These fixed factors (non-trainable, saved with the layer) rescale
-        each block of each group to the std `glorot_uniform` gives that
-        projection.
-        """
-        xp = NumpyOps()
-        cores = {
-            c.name: ops.convert_to_numpy(self.qkv_generator._vars[c.name])
-            for c in self.qkv_generator.cores
-        }
-        state = self.qkv_generator._run(
-            {k: xp.convert(v) for k, v in cores.items()}, xp
-        )
-        blocks = self.qkv_tensorization.unfold(state, xp)
-        g = self.groups
-        scale = np.ones((g, 3))
-        start = 0
-        for i, name in enumerate(("query", "key", "value")):
-            cols = widths[name] // g
-            part = blocks[:, : self._dims[name], start : start + cols]
-            start += cols
-            std = part.reshape(g, -1).std(axis=1)
-            wanted = common.kernel_std(
-                self.kernel_initializer, self._dims[name], widths[name]
-            )
-            ok = np.isfinite(std) & (std > 0)
-            scale[:, i] = np.where(ok, wanted / np.where(ok, std, 1.0), 1.0)
-        return scale.astype("float32")
-
-    def _merge_groups(self, blocks, head_dim):
-        """`(G, rows, cols / G)` -> `(rows, num_heads, head_dim)`."""
-        if self.groups > 1:
-            blocks = ops.transpose(blocks, (1, 0, 2))
-        rows = blocks.shape[0] if self.groups > 1 else blocks.shape[1]
-        return ops.reshape(blocks, (rows, self.num_heads, head_dim))
+    def _fetch(self, training):
+        kernels = {}
+        for kernel in self.generated_kernels:
+            kernels.update(kernel.kernels(training))
+        return kernels
 
     @property
     def biases(self):
@@ -561,30 +423,6 @@ class TNMultiHeadAttention(keras.layers.Layer):
             count += 2 * nq + nv + out
         return count
 
-    @property
-    def compression_ratio(self) -> float:
-        return self.dense_params / self.count_params()
-
-    @property
-    def active_params(self) -> int:
-        """`count_params()` without unused growth capacity."""
-        return common.active_params(self)
-
-    def grow(self, bond_dim: int, noise: float = common.GROWTH_NOISE) -> None:
-        """Grows the generators to `bond_dim` keeping the kernels (SPEC §7).
-
-        Needs `max_bond_dim >= bond_dim >= self.bond_dim`, else ValueError.
-        """
-        common.grow(self, bond_dim, noise)
-
-    def quantize(self, mode=None, type_check=True, config=None):
-        """Keras's quantisation API: `"int8"` sets
-        `kernel_quantization="int8"` (every generated kernel is
-        fake-quantised per output channel); other modes raise
-        NotImplementedError. `keras.Model.quantize("int8")` reaches the
-        layer too."""
-        common.quantize(self, mode, config)
-
     # -- call ------------------------------------------------------------------
     def call(
         self,
@@ -599,8 +437,8 @@ class TNMultiHeadAttention(keras.layers.Layer):
         training=None,
         use_causal_mask=False,
     ):
-        kernels = self._kernel_cache.fetch(self._generate, training)
-        common.add_kernel_regularization(self, list(kernels.values()))
+        kernels = self._fetch(training)
+        self._regularize(list(kernels.values()))
         output, scores = self._attend(
             query,
             value,
@@ -615,8 +453,6 @@ class TNMultiHeadAttention(keras.layers.Layer):
             training=training,
             return_attention_scores=return_attention_scores,
         )
-        if query_mask is not None:
-            keras_backend.set_keras_mask(output, query_mask)
         if return_attention_scores:
             return output, scores
         return output
@@ -917,18 +753,16 @@ class TNMultiHeadAttention(keras.layers.Layer):
                 "output_shape": self._output_shape,
                 "attention_axes": self.attention_axes,
                 "joint_qkv": self.joint_qkv,
-                "groups": self.groups,
             }
         )
-        config.update(common.generator_config(self))
         return config
 
-
-def _constant(value):
-    def init(shape, dtype=None):
-        return ops.cast(value, dtype or "float32")
-
-    return init
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if "groups" in config:  # files saved before `generator_groups`
+            config["generator_groups"] = config.pop("groups")
+        return cls(**config)
 
 
 def _causal_mask(query, value):

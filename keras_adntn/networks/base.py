@@ -39,9 +39,9 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from keras_adntn import initializers as tn_init
-from keras_adntn._compute import KerasOps
-from keras_adntn._compute import NumpyOps
+from keras_adntn.networks import initialization as tn_init
+from keras_adntn.networks.executors import KerasOps
+from keras_adntn.networks.executors import NumpyOps
 
 MAX_DRAWS = 64
 GROWTH_NOISE = 1e-2
@@ -847,10 +847,3 @@ def _constant(value):
         return keras.ops.cast(value, dtype or "float32")
 
     return init
-
-
-def numpy_ops(size):
-    """A NumPy executor, float64 unless the tensor is large."""
-    xp = NumpyOps()
-    xp.dtype = np.float64 if size <= 2**22 else np.float32
-    return xp

@@ -13,8 +13,8 @@ from keras import ops
 from keras_adntn import TNConv2D
 from keras_adntn import TNDense
 from keras_adntn import TNMultiHeadAttention
-from keras_adntn.layers import kernel_quantization as kq
-from keras_adntn.layers.tn_layer import TNLayer
+from keras_adntn.explicit.tn_layer import TNLayer
+from keras_adntn.kernels import kernel_quantization as kq
 from keras_adntn.networks import GeneratorNetwork
 from tests import layer_contract as contract
 

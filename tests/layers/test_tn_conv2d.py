@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_adntn import initializers as tn_init
 from keras_adntn.layers.tn_conv2d import TNConv2D
+from keras_adntn.networks import initialization as tn_init
 from tests import layer_contract as contract
 
 NETWORKS = ["ttn", "attn", "mera", "brickwall", "mpo"]

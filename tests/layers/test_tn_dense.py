@@ -6,7 +6,7 @@ import pytest
 from keras import ops
 
 from keras_adntn import TNDense
-from keras_adntn import initializers as tn_init
+from keras_adntn.networks import initialization as tn_init
 from tests import layer_contract as contract
 
 NETWORKS = ["ttn", "attn", "mera", "brickwall", "mpo"]
@@ -38,7 +38,10 @@ def test_trainable_weights_are_cores_and_bias(network):
 @pytest.mark.parametrize("network", NETWORKS)
 def test_every_variable_gets_a_gradient(network):
     model = keras.Sequential(
-        [keras.Input((24,)), TNDense(18, network=network, groups=2, seed=0)]
+        [
+            keras.Input((24,)),
+            TNDense(18, network=network, generator_groups=2, seed=0),
+        ]
     )
     x = contract.random_inputs((16, 24))
     y = contract.random_inputs((16, 18), seed=1)
@@ -57,7 +60,7 @@ def test_kernel_is_used_like_dense():
 
 
 def test_groups_generate_column_blocks_independently():
-    layer = TNDense(8, groups=4, seed=0)
+    layer = TNDense(8, generator_groups=4, seed=0)
     layer.build((None, 6))
     assert layer.generator.groups == 4
     kernel = ops.convert_to_numpy(layer.kernel)
@@ -76,7 +79,11 @@ def test_groups_generate_column_blocks_independently():
 @pytest.mark.parametrize("bond_dim", [1, 3, 8])
 def test_initial_kernel_std_is_glorot_scale(network, bond_dim):
     layer = TNDense(
-        96, network=network, bond_dim=bond_dim, groups=2, seed=bond_dim
+        96,
+        network=network,
+        bond_dim=bond_dim,
+        generator_groups=2,
+        seed=bond_dim,
     )
     layer.build((None, 200))
     kernel = ops.convert_to_numpy(layer.kernel)
@@ -99,7 +106,7 @@ def test_config_round_trip(network):
         network=network,
         bond_dim=3,
         activation="tanh",
-        groups=2,
+        generator_groups=2,
         mode_order="flat",
         seed=1,
         generator_activation="gelu",
@@ -114,7 +121,7 @@ def test_keras_file_round_trip(network, tmp_path):
         [
             keras.Input((20,)),
             TNDense(16, network=network, activation="relu", seed=0),
-            TNDense(3, network=network, groups=3, seed=1),
+            TNDense(3, network=network, generator_groups=3, seed=1),
         ]
     )
     x = contract.random_inputs((4, 20))
@@ -197,8 +204,8 @@ def test_fit_evaluate_predict_with_callbacks(tmp_path):
         ({"units": 4, "radix": 1}, "radix"),
         ({"units": 4, "network": "peps"}, "network"),
         ({"units": 4, "mode_order": "zigzag"}, "mode_order"),
-        ({"units": 6, "groups": 4}, "groups"),
-        ({"units": 6, "groups": 0}, "groups"),
+        ({"units": 6, "generator_groups": 4}, "generator_groups"),
+        ({"units": 6, "generator_groups": 0}, "generator_groups"),
         ({"units": 4, "latent_order": 0}, "latent_order"),
         ({"units": 4, "network": "mpo", "latent_order": 2}, "latent_order"),
         ({"units": 4, "depth": 0}, "depth"),

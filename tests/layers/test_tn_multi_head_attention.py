@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_adntn import initializers as tn_init
 from keras_adntn.layers.tn_multi_head_attention import TNMultiHeadAttention
+from keras_adntn.networks import initialization as tn_init
 from tests import layer_contract as contract
 
 NETWORKS = ["ttn", "attn", "mera", "brickwall", "mpo"]
@@ -121,7 +121,9 @@ def test_call_matches_keras_with_generated_kernels_and_keras_masks():
     tokens = keras.Input((None,), dtype="int32")
     embed = keras.layers.Embedding(9, 8, mask_zero=True)
     h = embed(tokens)
-    mine = TNMultiHeadAttention(2, 4, joint_qkv=False, groups=2, seed=0)
+    mine = TNMultiHeadAttention(
+        2, 4, joint_qkv=False, generator_groups=2, seed=0
+    )
     ref = keras.layers.MultiHeadAttention(2, 4)
     x = np.array([[1, 2, 3, 0, 0], [4, 5, 6, 7, 8]])
     model_mine = keras.Model(tokens, mine(h, h, use_causal_mask=True))
@@ -149,16 +151,16 @@ def test_joint_generator_is_one_network_over_concatenated_qkv():
     layer = TNMultiHeadAttention(4, 8, seed=0)
     x = contract.random_inputs((2, 3, 16))
     layer(x, x)
-    assert layer.qkv_tensorization.dims == (16, 3 * 32)
-    assert not hasattr(layer, "query_generator")
-    generators = [layer.qkv_generator, layer.output_generator]
+    assert layer.qkv_kernel.tensorization.dims == (16, 3 * 32)
+    assert not hasattr(layer, "query_kernel")
+    generators = [layer.qkv_kernel.network, layer.output_kernel.network]
     assert layer.count_params() == sum(g.num_params for g in generators) + (
         3 * 32 + 16 + 3
     )
-    assert [v.name for v in layer.non_trainable_weights] == ["qkv_scale"]
+    assert [v.name for v in layer.non_trainable_weights] == ["part_scale"]
     separate = TNMultiHeadAttention(4, 8, joint_qkv=False, seed=0)
     separate(x, x)
-    assert separate.query_tensorization.dims == (16, 32)
+    assert separate.query_kernel.tensorization.dims == (16, 32)
     assert separate.count_params() > layer.count_params()
     assert layer.compression_ratio == pytest.approx(
         layer.dense_params / layer.count_params()
@@ -166,14 +168,14 @@ def test_joint_generator_is_one_network_over_concatenated_qkv():
 
 
 def test_groups_split_each_projection_output_axis():
-    layer = TNMultiHeadAttention(4, 2, value_dim=3, groups=2, seed=0)
+    layer = TNMultiHeadAttention(4, 2, value_dim=3, generator_groups=2, seed=0)
     x = contract.random_inputs((2, 3, 6))
     layer(x, x)
-    assert layer.qkv_generator.groups == 2
-    assert layer.output_generator.groups == 2
-    assert layer.qkv_tensorization.dims == (6, (8 + 8 + 12) // 2)
+    assert layer.qkv_kernel.network.groups == 2
+    assert layer.output_kernel.network.groups == 2
+    assert layer.qkv_kernel.tensorization.dims == (6, (8 + 8 + 12) // 2)
     kernels = {n: _np(k) for n, k in layer.kernels.items()}
-    for v in layer.qkv_generator.weights:
+    for v in layer.qkv_kernel.network.weights:
         value = np.array(v)
         value[1:] = 0.0
         v.assign(value)
@@ -205,7 +207,12 @@ def test_every_variable_gets_a_gradient():
     h = query
     for i, network in enumerate(NETWORKS):
         h = TNMultiHeadAttention(
-            2, 4, network=network, joint_qkv=i % 2 == 0, groups=2, seed=i
+            2,
+            4,
+            network=network,
+            joint_qkv=i % 2 == 0,
+            generator_groups=2,
+            seed=i,
         )(h, value)
     model = keras.Model([query, value], h)
     _check_every_variable_learns(model, [q, v], target)
@@ -246,7 +253,7 @@ def test_config_round_trip():
         network="mera",
         bond_dim=3,
         generator_activation="gelu",
-        groups=2,
+        generator_groups=2,
         mode_order="flat",
         seed=3,
         core_regularizer="l2",
@@ -306,10 +313,10 @@ BAD_ARGUMENTS = [
     ({"output_shape": (2, 0)}, "output_shape"),
     ({"attention_axes": "x"}, "attention_axes"),
     ({"joint_qkv": "yes"}, "joint_qkv"),
-    ({"groups": 0}, "groups"),
-    ({"groups": 3}, "groups"),
-    ({"value_dim": 3, "groups": 4}, "groups"),
-    ({"output_shape": 6, "groups": 4}, "groups"),
+    ({"generator_groups": 0}, "generator_groups"),
+    ({"generator_groups": 3}, "generator_groups"),
+    ({"value_dim": 3, "generator_groups": 4}, "generator_groups"),
+    ({"output_shape": 6, "generator_groups": 4}, "generator_groups"),
     ({"bond_dim": 0}, "bond_dim"),
     ({"radix": 1}, "radix"),
     ({"network": "peps"}, "network"),
@@ -327,7 +334,9 @@ def test_bad_arguments_raise():
         with pytest.raises(ValueError, match=match):
             TNMultiHeadAttention(**args)
     with pytest.raises(ValueError, match="groups"):
-        TNMultiHeadAttention(2, 4, groups=4).build((None, 3, 6), (None, 3, 6))
+        TNMultiHeadAttention(2, 4, generator_groups=4).build(
+            (None, 3, 6), (None, 3, 6)
+        )
     with pytest.raises(ValueError, match="last dimension"):
         TNMultiHeadAttention(2, 4).build((None, 3, None), (None, 3, 6))
     with pytest.raises(ValueError, match="except the last"):

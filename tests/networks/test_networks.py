@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_adntn import initializers as tn_init
 from keras_adntn import networks
-from keras_adntn._compute import NumpyOps
-from keras_adntn.networks.base import numpy_ops
+from keras_adntn.networks import initialization as tn_init
+from keras_adntn.networks.executors import NumpyOps
+from keras_adntn.networks.executors import numpy_ops
 from keras_adntn.tensorize import Tensorization
 
 NAMES = ["ttn", "attn", "mera", "brickwall", "mpo"]

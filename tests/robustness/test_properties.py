@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from keras import ops
 
 from keras_adntn import TNDense
-from keras_adntn import initializers as tn_init
+from keras_adntn.networks import initialization as tn_init
 
 NETWORKS = ["ttn", "attn", "mera", "brickwall", "mpo"]
 ACTIVATIONS = ["elu", "gelu", "tanh", "silu", "relu"]
@@ -54,7 +54,7 @@ def valid_config(draw):
         "network": draw(st.sampled_from(NETWORKS)),
         "bond_dim": draw(st.integers(1, 6)),
         "radix": draw(st.integers(2, 4)),
-        "groups": groups,
+        "generator_groups": groups,
         "mode_order": draw(st.sampled_from(["paired", "flat"])),
         "generator_activation": draw(st.sampled_from(ACTIVATIONS)),
         "seed": draw(st.integers(0, 2**16)),
@@ -70,7 +70,7 @@ def valid_config(draw):
         "network": "ttn",
         "bond_dim": 1,
         "radix": 2,
-        "groups": 2,
+        "generator_groups": 2,
         "mode_order": "paired",
         "generator_activation": "relu",
         "seed": 0,
@@ -84,10 +84,10 @@ def test_valid_configurations_build_and_are_calibrated(config, input_dim):
     assert y.shape == (3, config["units"])
     assert np.isfinite(y).all()
     kernel = ops.convert_to_numpy(layer.kernel)
-    if kernel.size // config["groups"] > 1:
+    if kernel.size // config["generator_groups"] > 1:
         target = tn_init.glorot_std(input_dim, config["units"])
         # per group, as calibrated: blocks of columns
-        blocks = np.split(kernel, config["groups"], axis=1)
+        blocks = np.split(kernel, config["generator_groups"], axis=1)
         for block in blocks:
             if block.size > 1:
                 assert 0.5 <= block.std() / target <= 2.0
@@ -99,7 +99,14 @@ def invalid_config(draw):
     config = draw(valid_config())
     field = draw(
         st.sampled_from(
-            ["units", "bond_dim", "radix", "network", "mode_order", "groups"]
+            [
+                "units",
+                "bond_dim",
+                "radix",
+                "network",
+                "mode_order",
+                "generator_groups",
+            ]
         )
     )
     bad = {
@@ -108,10 +115,12 @@ def invalid_config(draw):
         "radix": st.sampled_from([0, 1, -2, 2.5]),
         "network": st.sampled_from(["", "TTN", "peps", None, 3]),
         "mode_order": st.sampled_from(["", "rows", None, 1]),
-        "groups": st.sampled_from([0, -1, 7, 1.5]),
+        "generator_groups": st.sampled_from([0, -1, 7, 1.5]),
     }[field]
     config[field] = draw(bad)
-    if field == "groups" and isinstance(config["groups"], int):
+    if field == "generator_groups" and isinstance(
+        config["generator_groups"], int
+    ):
         config["units"] = 13 * 12 + 1  # not divisible by 7
     return config
 

@@ -24,6 +24,7 @@ import keras
 import numpy as np
 
 from keras_adntn import activations as tn_activations
+from keras_adntn.networks.executors import numpy_ops
 
 RELU_LIKE = {"elu", "gelu", "relu", "silu", "swish", "leaky_relu", "selu"}
 DISENTANGLER_NOISE = 1e-2
@@ -126,8 +127,6 @@ def calibrate(network, values: dict) -> np.ndarray:
     `(groups,)`). Calibration is per group, so recalibrating a calibrated
     group leaves it unchanged.
     """
-    from keras_adntn.networks.base import numpy_ops
-
     xp = numpy_ops(network.radix**network.num_modes)
     cores = {k: xp.convert(v) for k, v in values.items()}
     mask = network.valid_mask

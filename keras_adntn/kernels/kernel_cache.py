@@ -21,7 +21,7 @@ not in `layer.weights`, so `count_params`, `get_weights`/`set_weights` and
 import keras
 from keras import ops
 
-from keras_adntn import _compute
+from keras_adntn.networks import executors
 
 EXECUTIONS = ("on_the_fly", "cached")
 
@@ -48,9 +48,11 @@ class KernelCache:
             returns (the same keys).
         execution: `"on_the_fly"` (no cache variables are created) or
             `"cached"`.
+        extra_sources: state variables (not weights) the kernels also
+            depend on (e.g. the int8 switch), compared like the weights.
     """
 
-    def __init__(self, layer, shapes, execution):
+    def __init__(self, layer, shapes, execution, extra_sources=()):
         self.layer = layer
         self.execution = check_execution(execution)
         self.names = list(shapes)
@@ -59,7 +61,7 @@ class KernelCache:
         self.tag = None
         if execution == "on_the_fly":
             return
-        self.sources = list(layer.weights)
+        self.sources = list(layer.weights) + list(extra_sources)
         size = sum(_size(v.shape) for v in self.sources)
         for name, shape in shapes.items():
             self.slots[name] = self._state(
@@ -72,25 +74,7 @@ class KernelCache:
         )
 
     def _state(self, name, shape, initializer):
-        """A non-trainable variable that is layer *state*, not a weight.
-
-        Like a `SeedGenerator`'s state it is in `layer.variables` (so the
-        JAX trainer threads it through compiled steps and torch registers
-        it) but not in `layer.weights`: `count_params`, `summary`,
-        `get_weights`/`set_weights` and saved files never see it. Keras
-        lists such state through `layer._seed_generators`, whose entries
-        only need a `.state` attribute.
-        """
-        variable = keras.Variable(
-            initializer,
-            shape=shape,
-            dtype="float32",
-            trainable=False,
-            autocast=False,
-            name=name,
-        )
-        self.layer._seed_generators.append(_State(variable))
-        return variable
+        return state_variable(self.layer, name, shape, initializer)
 
     @property
     def variables(self) -> list:
@@ -99,12 +83,12 @@ class KernelCache:
 
     def fetch(self, generate, training=None) -> dict:
         """The kernels: `generate()` or the fresh cache, same dict keys."""
-        # An export tracing the generator (`_compute.generation_ops`) always
+        # An export tracing the generator (`executors.generation_ops`) always
         # generates: it decides itself what is stored.
         use_cache = (
             self.tag is not None
             and (not training or not self.layer.trainable)
-            and not _compute.generation_ops_active()
+            and not executors.generation_ops_active()
         )
         if not use_cache:
             return generate()
@@ -121,7 +105,13 @@ class KernelCache:
             kernels = ops.cond(
                 stale, lambda: tuple(generate()[n] for n in names), cached
             )
-            self._store(kernels, current)
+            # Inside Keras's compiled predict/evaluate the cache variables
+            # are threaded as state (their values are tracers too) and the
+            # refresh is stored. Inside a user's own `jax.jit` they are not:
+            # storing would leave a tracer in the variable for good, so the
+            # kernels are only used, and the cache keeps its concrete value.
+            if _traced(self.tag.value):
+                self._store(kernels, current)
             return dict(zip(names, kernels))
 
         def refresh():
@@ -143,6 +133,28 @@ class KernelCache:
         for name, kernel in zip(self.names, kernels):
             self.slots[name].assign(kernel)
         self.tag.assign(current)
+
+
+def state_variable(layer, name, shape, initializer):
+    """A non-trainable float32 variable that is layer *state*, not a weight.
+
+    Like a `SeedGenerator`'s state it is in `layer.variables` (so the JAX
+    trainer threads it through compiled steps and torch registers it) but
+    not in `layer.weights`: `count_params`, `summary`, `get_weights` /
+    `set_weights` and saved files never see it. Keras lists such state
+    through `layer._seed_generators`, whose entries only need a `.state`
+    attribute.
+    """
+    variable = keras.Variable(
+        initializer,
+        shape=shape,
+        dtype="float32",
+        trainable=False,
+        autocast=False,
+        name=name,
+    )
+    layer._seed_generators.append(_State(variable))
+    return variable
 
 
 def _flat(variable):

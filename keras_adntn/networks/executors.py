@@ -87,6 +87,13 @@ class NumpyOps:
         return np.asarray(ops.convert_to_numpy(out), dtype=np.float64)
 
 
+def numpy_ops(size):
+    """A NumPy executor, float64 unless the tensor is large."""
+    xp = NumpyOps()
+    xp.dtype = np.float64 if size <= 2**22 else np.float32
+    return xp
+
+
 class KerasOps:
     """`keras.ops` executor used inside models."""
 
@@ -147,7 +154,7 @@ def generation_ops_active() -> bool:
 
 
 def default_ops():
-    """The executor `layers.common.generate_kernel` uses when given none.
+    """The executor `GeneratedKernel.blocks` uses when given none.
 
     `KerasOps()` (full-rank transposes) unless `generation_ops` set another.
     """

@@ -4,8 +4,8 @@ import pytest
 from keras import ops
 from sklearn.datasets import load_digits
 
-from keras_adntn.dttn import build_dttn
-from keras_adntn.layers.aim import AIM
+from keras_adntn.explicit.aim import AIM
+from keras_adntn.explicit.dttn import build_dttn
 from tests import layer_contract as contract
 
 

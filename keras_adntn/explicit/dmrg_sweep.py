@@ -4,7 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_adntn import entanglement
+from keras_adntn.explicit import entanglement
 
 STRATEGIES = ("pal", "lbl")
 UPDATE_FREQS = ("batch", "epoch")

@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_adntn.layers.aim import AIM
+from keras_adntn.explicit.aim import AIM
 
 
 def build_dttn(

@@ -10,7 +10,7 @@ from keras import initializers
 from keras import ops
 from keras import regularizers
 
-from keras_adntn.layers import common
+from keras_adntn.kernels.generator_spec import check_int
 
 INPUT_ADAPTERS = (None, "pad", "dense")
 CONTRACTIONS = ("auto", "sites", "kernel")
@@ -140,9 +140,9 @@ class TNLayer(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.units = common.check_int("units", units, 1)
-        self.num_sites = common.check_int("num_sites", num_sites, 1)
-        self.bond_dim = common.check_int("bond_dim", bond_dim, 1)
+        self.units = check_int("units", units, 1)
+        self.num_sites = check_int("num_sites", num_sites, 1)
+        self.bond_dim = check_int("bond_dim", bond_dim, 1)
         if input_adapter not in INPUT_ADAPTERS:
             raise ValueError(
                 f"`input_adapter` must be one of {INPUT_ADAPTERS}, got "
@@ -155,7 +155,7 @@ class TNLayer(keras.layers.Layer):
             )
         self.input_adapter = input_adapter
         self.contraction = contraction
-        self.seed = common.check_int("seed", seed, 0, allow_none=True)
+        self.seed = check_int("seed", seed, 0, allow_none=True)
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
         self.bias_initializer = initializers.get(bias_initializer)

@@ -183,7 +183,7 @@ def test_tt_svd_exact_at_full_bond_and_error_falls_with_bond():
 
 
 def _ops():
-    from keras_adntn._compute import KerasOps
+    from keras_adntn.networks.executors import KerasOps
 
     return KerasOps()
 

@@ -10,7 +10,7 @@ from sklearn.datasets import make_blobs
 
 from keras_adntn.callbacks import DMRGSweep
 from keras_adntn.callbacks import EntanglementLogger
-from keras_adntn.layers.tn_layer import TNLayer
+from keras_adntn.explicit.tn_layer import TNLayer
 
 
 def spiral(n_per_class, rng, noise=0.2):

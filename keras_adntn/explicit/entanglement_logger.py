@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_adntn import entanglement
+from keras_adntn.explicit import entanglement
 
 
 class EntanglementLogger(keras.callbacks.Callback):

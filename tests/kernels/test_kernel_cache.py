@@ -87,7 +87,9 @@ def test_cache_is_state_not_weights(data, tmp_path):
     layer = cached.layers[0]
     assert cached.count_params() == plain.count_params()
     assert len(cached.weights) == len(plain.weights)
-    assert len(layer.variables) == len(layer.weights) + 2  # kernel + tag
+    # state, not weights: cached kernel, its tag and the int8 switch
+    assert len(layer.variables) == len(layer.weights) + 3
+    assert len(plain.layers[0].variables) == len(plain.layers[0].weights) + 1
     assert layer.compression_ratio == plain.layers[0].compression_ratio
     # files hold the same variables in both modes, and load across them
     path = contract.check_keras_file_round_trip(cached, x, tmp_path)
@@ -120,7 +122,10 @@ def test_mixed_precision_cached(data):
     model = _mlp()
     out = model.predict(x, verbose=0)
     assert out.dtype == np.float16
-    assert model.layers[0]._kernel_cache.slots["kernel"].dtype == "float32"
+    assert (
+        model.layers[0].generated_kernel._cache.slots["kernel"].dtype
+        == "float32"
+    )
     np.testing.assert_allclose(out, _reference(model, x), atol=2e-2)
 
 
@@ -138,7 +143,7 @@ def test_conv_and_attention_cached_match_on_the_fly():
     t = contract.random_inputs((2, 5, 16))
     mha = TNMultiHeadAttention(2, 8, execution="cached", seed=0)
     first = _np(mha(t, t))
-    core = mha.qkv_generator.trainable_weights[0]
+    core = mha.qkv_kernel.network.trainable_weights[0]
     core.assign(core * 2.0)
     out = _np(mha(t, t))
     ref = _np(mha._attend(t, t, None, mha.kernels, mha._biases)[0])
@@ -191,7 +196,7 @@ def test_config_round_trip():
 
 
 def _tag_matches(layer):
-    cache = layer._kernel_cache
+    cache = layer.generated_kernel._cache
     current = np.concatenate(
         [_np(ops.reshape(ops.cast(v, "float32"), (-1,))) for v in cache.sources]
     )
@@ -213,4 +218,49 @@ def test_growth_invalidates_the_cache(data):
     model.fit(x, y, epochs=1, verbose=0)
     np.testing.assert_allclose(
         model.predict(x, verbose=0), _reference(model, x), atol=1e-5
+    )
+
+
+@pytest.mark.parametrize("execution", ["cached", "on_the_fly"])
+def test_changing_kernel_quantization_is_never_served_stale(data, execution):
+    x = data[0][:8]
+    model = _mlp(execution)
+    float_out = _np(model.predict(x, verbose=0))
+    np.testing.assert_allclose(float_out, _reference(model, x), atol=1e-5)
+    for layer in model.layers:
+        layer.kernel_quantization = "int8"
+    int8_out = _np(model.predict(x, verbose=0))
+    # the reference regenerates: each layer's kernel is on its int8 grid now
+    np.testing.assert_allclose(int8_out, _reference(model, x), atol=1e-5)
+    assert np.max(np.abs(int8_out - float_out)) > 1e-4
+    for layer in model.layers:
+        layer.kernel_quantization = None
+    np.testing.assert_allclose(
+        _np(model.predict(x, verbose=0)), float_out, atol=1e-5
+    )
+
+
+def test_cached_model_inside_a_users_jax_jit(data, tmp_path):
+    if keras.backend.backend() != "jax":
+        pytest.skip("jax.jit exists on the JAX backend only")
+    import jax
+
+    x = data[0][:8]
+    model = _mlp("cached")
+    want = _np(model.predict(x, verbose=0))
+    for layer in model.layers:  # stale: the jitted call must refresh
+        layer.generated_kernel._cache.invalidate()
+    got = jax.jit(lambda v: model(v))(x)
+    np.testing.assert_allclose(_np(got), want, atol=1e-5)
+    for layer in model.layers:  # no tracer was left in the cache
+        for variable in layer.generated_kernel._cache.variables:
+            assert isinstance(variable.value, jax.Array)
+            assert not isinstance(variable.value, jax.core.Tracer)
+    np.testing.assert_allclose(
+        _np(model.predict(x, verbose=0)), want, atol=1e-5
+    )
+    model.save(tmp_path / "after_jit.keras")
+    loaded = keras.saving.load_model(tmp_path / "after_jit.keras")
+    np.testing.assert_allclose(
+        _np(loaded.predict(x, verbose=0)), want, atol=1e-5
     )

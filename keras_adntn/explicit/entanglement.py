@@ -13,7 +13,7 @@ def _numpy_cores(layer):
 
 def tn_layers(model):
     """Every `TNLayer` in `model`, nested models included, in order."""
-    from keras_adntn.layers.tn_layer import TNLayer
+    from keras_adntn.explicit.tn_layer import TNLayer
 
     found = []
 

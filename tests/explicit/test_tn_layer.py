@@ -8,12 +8,12 @@ from keras import ops
 
 from keras_adntn.callbacks import DMRGSweep
 from keras_adntn.callbacks import EntanglementLogger
-from keras_adntn.entanglement import bond_spectra
-from keras_adntn.entanglement import entropy
-from keras_adntn.entanglement import plot_entanglement
-from keras_adntn.layers.tn_layer import TNLayer
-from keras_adntn.layers.tn_layer import factorize
-from keras_adntn.layers.tn_layer import next_factorable
+from keras_adntn.explicit.entanglement import bond_spectra
+from keras_adntn.explicit.entanglement import entropy
+from keras_adntn.explicit.entanglement import plot_entanglement
+from keras_adntn.explicit.tn_layer import TNLayer
+from keras_adntn.explicit.tn_layer import factorize
+from keras_adntn.explicit.tn_layer import next_factorable
 from tests import layer_contract as contract
 
 

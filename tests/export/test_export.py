@@ -25,9 +25,9 @@ pytest.importorskip("tflite_micro")
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
 from keras_adntn import TNDense  # noqa: E402
-from keras_adntn import _compute  # noqa: E402
 from keras_adntn.export import ExportReport  # noqa: E402
 from keras_adntn.export import export_litert  # noqa: E402
+from keras_adntn.networks import executors  # noqa: E402
 
 BACKEND = keras.backend.backend()
 tf_backend_only = pytest.mark.skipif(
@@ -91,7 +91,7 @@ def _inputs(shape, seed=0):
         {"activation": "relu"},  # zero bias: the converter's FC->BMM trap
         {"activation": "relu", "bias_initializer": "ones"},
         {"activation": "relu", "use_bias": False},
-        {"activation": "tanh", "groups": 2},
+        {"activation": "tanh", "generator_groups": 2},
     ],
     ids=["zero-bias", "bias", "no-bias", "tanh-groups"],
 )
@@ -262,7 +262,7 @@ def test_generate_fixed_leaves_is_a_slice():
     """`generate(fixed=...)`, the tiled export's block, is exactly the
     slice of the whole generated tensor, for every network."""
     from keras_adntn import networks
-    from keras_adntn._compute import NumpyOps
+    from keras_adntn.networks.executors import NumpyOps
 
     for name in NETWORKS:
         net = networks.get(name)(num_modes=9, bond_dim=3, groups=2, seed=1)
@@ -495,14 +495,14 @@ def test_bad_arguments(tmp_path, kwargs, match):
 
 
 def test_generation_switch_restores_default():
-    xp = _compute.KerasOps(max_rank=5)
-    assert _compute.default_ops().max_rank is None
-    with _compute.generation_ops(xp):
-        assert _compute.default_ops() is xp
-        with _compute.generation_ops(lambda: _compute.KerasOps(max_rank=3)):
-            assert _compute.default_ops().max_rank == 3
-        assert _compute.default_ops() is xp
-    assert _compute.default_ops().max_rank is None
+    xp = executors.KerasOps(max_rank=5)
+    assert executors.default_ops().max_rank is None
+    with executors.generation_ops(xp):
+        assert executors.default_ops() is xp
+        with executors.generation_ops(lambda: executors.KerasOps(max_rank=3)):
+            assert executors.default_ops().max_rank == 3
+        assert executors.default_ops() is xp
+    assert executors.default_ops().max_rank is None
 
 
 def test_parse_bytes():

@@ -1,0 +1,138 @@
+"""GeneratorSpec: the checked description of a generator network."""
+
+from keras_adntn import networks
+from keras_adntn.networks import initialization as tn_init
+from keras_adntn.tensorize import MODE_ORDERS
+
+
+def check_int(name: str, value, minimum: int, allow_none: bool = False):
+    """`int(value)`; ValueError naming `name` unless it is an int >=
+    `minimum` (or None with `allow_none`)."""
+    if value is None and allow_none:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        and not hasattr(value, "__index__")
+        or int(value) < minimum
+    ):
+        accepted = f"an int >= {minimum}" + (" or None" if allow_none else "")
+        raise ValueError(f"`{name}` must be {accepted}, got {value!r}.")
+    return int(value)
+
+
+class GeneratorSpec:
+    """What generator network makes a kernel: validated at construction.
+
+    A TN layer turns its generator arguments into one `GeneratorSpec` in
+    `__init__` (bad values raise ValueError there, naming the argument) and
+    hands it to each of its `GeneratedKernel`s at build. Only `bond_dim`
+    changes afterwards (growth, SPEC §7).
+
+    Args:
+        network: one of `"ttn"`, `"attn"`, `"mera"`, `"brickwall"`,
+            `"mpo"`.
+        bond_dim: bond dimension, int >= 1.
+        max_bond_dim: None, or the int >= `bond_dim` the cores are
+            allocated at (growth capacity).
+        radix: size of every tensor mode, int >= 2.
+        latent_order: latent order of the tree networks, or None.
+        depth: levels of a tree network / gate layers of the brick wall, or
+            None.
+        generator_activation: activation between levels (a name, callable,
+            or a list with one per hidden level).
+        generator_groups: independent generators run as one batch along
+            the kernel's output axis, int >= 1.
+        mode_order: `"paired"` or `"flat"`.
+        seed: int >= 0 or None.
+    """
+
+    FIELDS = (
+        "network",
+        "bond_dim",
+        "max_bond_dim",
+        "radix",
+        "latent_order",
+        "depth",
+        "generator_activation",
+        "generator_groups",
+        "mode_order",
+        "seed",
+    )
+
+    def __init__(
+        self,
+        network: str = "ttn",
+        bond_dim: int = 2,
+        max_bond_dim: int | None = None,
+        radix: int = 2,
+        latent_order: int | None = None,
+        depth: int | None = None,
+        generator_activation="elu",
+        generator_groups: int = 1,
+        mode_order: str = "paired",
+        seed: int | None = None,
+    ):
+        cls = networks.get(network)
+        self.network = network
+        self.bond_dim = check_int("bond_dim", bond_dim, 1)
+        self.max_bond_dim = networks.base.check_max_bond_dim(
+            max_bond_dim, self.bond_dim
+        )
+        self.radix = check_int("radix", radix, 2)
+        if mode_order not in MODE_ORDERS:
+            raise ValueError(
+                f"`mode_order` must be one of {MODE_ORDERS}, got "
+                f"{mode_order!r}."
+            )
+        self.mode_order = mode_order
+        self.latent_order = check_int(
+            "latent_order", latent_order, 1, allow_none=True
+        )
+        self.depth = check_int("depth", depth, 1, allow_none=True)
+        if latent_order is not None and not cls.uses_latent_order:
+            raise ValueError(
+                f"`latent_order` applies to the tree networks ('ttn', "
+                f"'attn', 'mera'), not to network={network!r}."
+            )
+        if depth is not None and not cls.uses_depth:
+            raise ValueError(
+                f"`depth` applies to 'ttn', 'attn', 'mera' and 'brickwall', "
+                f"not to network={network!r}."
+            )
+        acts = generator_activation
+        for act in acts if isinstance(acts, (list, tuple)) else [acts]:
+            tn_init.resolve_activations(act, 1)
+        self.generator_activation = generator_activation
+        self.generator_groups = check_int(
+            "generator_groups", generator_groups, 1
+        )
+        self.seed = check_int("seed", seed, 0, allow_none=True)
+
+    def network_class(self) -> type:
+        """The `GeneratorNetwork` subclass of `network`."""
+        return networks.get(self.network)
+
+    def offset(self, k: int) -> "GeneratorSpec":
+        """The same spec with `seed + k` (None stays None): the k-th
+        generator of a layer with several."""
+        config = self.get_config()
+        if self.seed is not None:
+            config["seed"] = self.seed + int(k)
+        return GeneratorSpec(**config)
+
+    def get_config(self) -> dict:
+        """The constructor arguments (JSON-serialisable)."""
+        config = {name: getattr(self, name) for name in self.FIELDS}
+        config["generator_activation"] = tn_init.serialize_activations(
+            self.generator_activation
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict) -> "GeneratorSpec":
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"GeneratorSpec({args})"

@@ -1,0 +1,295 @@
+"""GeneratorLayer: what every TN layer shares, around its GeneratedKernels."""
+
+import keras
+from keras import constraints
+from keras import initializers
+from keras import regularizers
+
+from keras_adntn.kernels import calibration
+from keras_adntn.kernels import kernel_quantization as kq
+from keras_adntn.kernels.generated_kernel import GeneratedKernel
+from keras_adntn.kernels.generator_spec import GeneratorSpec
+from keras_adntn.kernels.kernel_cache import check_execution
+from keras_adntn.networks import base as network_base
+
+GROWTH_NOISE = network_base.GROWTH_NOISE
+
+
+class GeneratorLayer(keras.layers.Layer):
+    """Base of `TNDense`, `TNConv2D` and `TNMultiHeadAttention`.
+
+    It validates and stores the generator, kernel and bias arguments every
+    TN layer takes (the generator's in one `GeneratorSpec`, readable as the
+    layer's own attributes: `layer.network`, `layer.bond_dim`, ...), makes
+    the layer's `GeneratedKernel`s in `build` (`_add_kernel`), and gives the
+    layer `compression_ratio`, `active_params`, `grow`, `quantize`,
+    `kernel_quantization` and their config. A subclass only wires its
+    kernels to its computation and says how many parameters the Keras
+    layer it replaces has (`dense_params`).
+
+    Args:
+        network, bond_dim, max_bond_dim, radix, latent_order, depth,
+            generator_activation, generator_groups, mode_order, seed: the
+            generator (see `GeneratorSpec`).
+        kernel_initializer, kernel_regularizer, kernel_constraint: the
+            kernel's calibration target, penalty and constraint.
+        bias_initializer, bias_regularizer, bias_constraint: the bias.
+        core_regularizer: regularizer of every generator core.
+        execution: `"on_the_fly"` or `"cached"`.
+        kernel_quantization: None or `"int8"`.
+        **kwargs: base layer arguments.
+
+    Call arguments:
+        Those of the subclass.
+
+    Returns:
+        Those of the subclass.
+
+    Example:
+
+    >>> from keras_adntn import TNDense
+    >>> isinstance(TNDense(8), GeneratorLayer)
+    True
+    """
+
+    def __init__(
+        self,
+        network="ttn",
+        bond_dim=2,
+        max_bond_dim=None,
+        radix=2,
+        latent_order=None,
+        depth=None,
+        generator_activation="elu",
+        generator_groups=1,
+        mode_order="paired",
+        seed=None,
+        kernel_initializer="glorot_uniform",
+        kernel_regularizer=None,
+        kernel_constraint=None,
+        bias_initializer="zeros",
+        bias_regularizer=None,
+        bias_constraint=None,
+        core_regularizer=None,
+        execution="on_the_fly",
+        kernel_quantization=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.generator_spec = GeneratorSpec(
+            network=network,
+            bond_dim=bond_dim,
+            max_bond_dim=max_bond_dim,
+            radix=radix,
+            latent_order=latent_order,
+            depth=depth,
+            generator_activation=generator_activation,
+            generator_groups=generator_groups,
+            mode_order=mode_order,
+            seed=seed,
+        )
+        self.kernel_initializer = calibration.get_kernel_initializer(
+            kernel_initializer
+        )
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.bias_constraint = constraints.get(bias_constraint)
+        self.core_regularizer = regularizers.get(core_regularizer)
+        self.execution = check_execution(execution)
+        self._kernel_quantization = kq.check_kernel_quantization(
+            kernel_quantization
+        )
+
+    # -- the generator's arguments, read from the spec -------------------------
+    network = property(lambda self: self.generator_spec.network)
+    max_bond_dim = property(lambda self: self.generator_spec.max_bond_dim)
+    radix = property(lambda self: self.generator_spec.radix)
+    latent_order = property(lambda self: self.generator_spec.latent_order)
+    depth = property(lambda self: self.generator_spec.depth)
+    generator_activation = property(
+        lambda self: self.generator_spec.generator_activation
+    )
+    generator_groups = property(
+        lambda self: self.generator_spec.generator_groups
+    )
+    mode_order = property(lambda self: self.generator_spec.mode_order)
+    seed = property(lambda self: self.generator_spec.seed)
+
+    @property
+    def bond_dim(self) -> int:
+        return self.generator_spec.bond_dim
+
+    @bond_dim.setter
+    def bond_dim(self, value):
+        self.generator_spec.bond_dim = int(value)
+
+    @property
+    def kernel_quantization(self):
+        """None or `"int8"`; setting it clears every kernel cache."""
+        return self._kernel_quantization
+
+    @kernel_quantization.setter
+    def kernel_quantization(self, value):
+        value = kq.check_kernel_quantization(value)
+        self._kernel_quantization = value
+        for kernel in self.generated_kernels:
+            kernel.kernel_quantization = value
+
+    # -- building the kernels --------------------------------------------------
+    def _add_kernel(self, dims, *, name, seed_offset=0, **kwargs):
+        """A built `GeneratedKernel` of `dims` with this layer's arguments
+        (`kwargs`: `shape`, `fan_in`/`fan_out` or `target_std`, `parts`)."""
+        kernel = GeneratedKernel(
+            self.generator_spec.offset(seed_offset),
+            dims,
+            kernel_initializer=self.kernel_initializer,
+            kernel_constraint=self.kernel_constraint,
+            kernel_quantization=self._kernel_quantization,
+            core_regularizer=self.core_regularizer,
+            execution=self.execution,
+            name=name,
+            **kwargs,
+        )
+        kernel.set_owner(self)
+        kernel.build()
+        return kernel
+
+    @property
+    def generated_kernels(self) -> list:
+        """The layer's `GeneratedKernel`s (empty before build)."""
+        return [
+            layer
+            for layer in self._flatten_layers(
+                include_self=False, recursive=False
+            )
+            if isinstance(layer, GeneratedKernel)
+        ]
+
+    @property
+    def generators(self) -> list:
+        """The generator networks of the layer's kernels."""
+        return [kernel.network for kernel in self.generated_kernels]
+
+    def _regularize(self, kernels) -> None:
+        """Adds `kernel_regularizer` of each generated kernel as a layer
+        loss (in `call`: a generated kernel exists only there)."""
+        if self.kernel_regularizer is not None:
+            for kernel in kernels:
+                self.add_loss(self.kernel_regularizer(kernel))
+
+    def _add_bias(self, shape, name="bias"):
+        return self.add_weight(
+            name=name,
+            shape=shape,
+            initializer=self.bias_initializer,
+            regularizer=self.bias_regularizer,
+            constraint=self.bias_constraint,
+        )
+
+    # -- sizes, growth, quantisation -------------------------------------------
+    @property
+    def dense_params(self) -> int:
+        """Parameters of the Keras layer this one replaces."""
+        raise NotImplementedError
+
+    @property
+    def compression_ratio(self) -> float:
+        """`dense_params / count_params()`."""
+        return self.dense_params / self.count_params()
+
+    @property
+    def active_params(self) -> int:
+        """`count_params()` without unused growth capacity (what the same
+        layer without `max_bond_dim` would count)."""
+        unused = sum(
+            k.count_params() - k.active_params for k in self.generated_kernels
+        )
+        return self.count_params() - unused
+
+    def sync_bond_dim(self) -> int:
+        """Sets `bond_dim` from the generators' active bond variables
+        (`set_weights` or loading may have changed them) and returns it."""
+        dims = [k.sync_bond_dim() for k in self.generated_kernels]
+        if dims and self.max_bond_dim is not None:
+            self.bond_dim = max(dims)
+        return self.bond_dim
+
+    def grow(self, bond_dim: int, noise: float = GROWTH_NOISE) -> None:
+        """Grows every generator to `bond_dim` keeping the kernels (SPEC §7).
+
+        Only variable values change, so it is safe between epochs of a
+        running `fit`; the config then records the new `bond_dim`.
+
+        Raises:
+            ValueError: without `max_bond_dim`, or if `bond_dim` is below
+                the current bond dimension or above `max_bond_dim`.
+        """
+        self.sync_bond_dim()
+        try:
+            new = network_base.check_grow(
+                bond_dim, self.bond_dim, self.max_bond_dim
+            )
+        except ValueError as error:
+            raise ValueError(f"Layer {self.name!r}: {error}") from None
+        if new == self.bond_dim:
+            return
+        for kernel in self.generated_kernels:
+            kernel.grow(new, noise)
+        self.bond_dim = new
+
+    def quantize(self, mode=None, type_check=True, config=None):
+        """Keras's quantisation API: `"int8"` sets
+        `kernel_quantization="int8"` (every generated kernel is
+        fake-quantised per output channel, weights only); other modes, or a
+        custom weight quantizer, raise NotImplementedError (which
+        `keras.Model.quantize` turns into a warning)."""
+        if config is not None and mode is None:
+            mode = getattr(config, "mode", None)
+        name = f"{type(self).__name__} {self.name!r}"
+        if mode != "int8":
+            raise NotImplementedError(
+                f"{name} supports only quantize('int8') (mapped to "
+                f"kernel_quantization='int8'), got mode={mode!r}; the layer "
+                "is left as it was. For a smaller deployed file use "
+                "keras_adntn.export_litert(model, path, quantize='int8' or "
+                "'float16')."
+            )
+        if getattr(config, "weight_quantizer", None) is not None:
+            raise NotImplementedError(
+                f"{name}: a custom `weight_quantizer` is not supported; TN "
+                "layers round their generated kernel to int8 per output "
+                "channel (quantize('int8') with the default config)."
+            )
+        self.kernel_quantization = "int8"
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(self.generator_spec.get_config())
+        config.update(
+            {
+                "kernel_initializer": initializers.serialize(
+                    self.kernel_initializer
+                ),
+                "kernel_regularizer": regularizers.serialize(
+                    self.kernel_regularizer
+                ),
+                "kernel_constraint": constraints.serialize(
+                    self.kernel_constraint
+                ),
+                "bias_initializer": initializers.serialize(
+                    self.bias_initializer
+                ),
+                "bias_regularizer": regularizers.serialize(
+                    self.bias_regularizer
+                ),
+                "bias_constraint": constraints.serialize(self.bias_constraint),
+                "core_regularizer": regularizers.serialize(
+                    self.core_regularizer
+                ),
+                "execution": self.execution,
+                "kernel_quantization": self._kernel_quantization,
+            }
+        )
+        return config
