@@ -27,131 +27,6 @@ import logging
 import os
 import re
 import sys
-import time
-
-
-def _digits():
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    data = load_digits()
-    return train_test_split(
-        (data.data / 16.0).astype("float32"),
-        data.target,
-        test_size=0.25,
-        random_state=0,
-        stratify=data.target,
-    )
-
-
-def demo(
-    epochs: int = 30, width: int = 256, out_dir: str = "adntn_demo"
-) -> list:
-    """The main job: dense vs compressed digits MLPs, LiteRT, a plot.
-
-    Trains the dense baseline and one model per generator network, prints
-    the comparison table, exports the ttn model to LiteRT in both modes and
-    checks each file against Keras with the LiteRT interpreter, and writes
-    `out_dir/demo.png` (accuracy vs stored parameters).
-    """
-    import keras
-
-    from keras_adntn import TNDense
-
-    x_train, x_test, y_train, y_test = _digits()
-    rows, models = [], {}
-    for kind in ["dense", "ttn", "attn", "mera", "brickwall", "mpo"]:
-        keras.utils.set_random_seed(0)
-        if kind == "dense":
-            hidden = keras.layers.Dense(width, activation="relu")
-        else:
-            hidden = TNDense(width, network=kind, activation="relu", seed=0)
-        model = keras.Sequential(
-            [keras.Input((64,)), hidden, keras.layers.Dense(10)]
-        )
-        model.compile(
-            optimizer=keras.optimizers.Adam(1e-2),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=["accuracy"],
-        )
-        start = time.perf_counter()
-        model.fit(x_train, y_train, epochs=epochs, batch_size=64, verbose=0)
-        seconds = time.perf_counter() - start
-        _, accuracy = model.evaluate(x_test, y_test, verbose=0)
-        params = hidden.count_params()
-        models[kind] = model
-        rows.append((kind, params, 64 * width + width, accuracy, seconds))
-        print(
-            f"  trained {kind:<9} hidden layer: {params:>6} parameters, "
-            f"test accuracy {accuracy:.3f} ({seconds:.1f} s)",
-            flush=True,
-        )
-    print()
-    print(f"Digits MLP 64 -> {width} (layer under test, relu) -> 10")
-    print(f"{'hidden layer':<12} {'params':>8} {'ratio':>8} {'accuracy':>9}")
-    for kind, params, dense, accuracy, _ in rows:
-        print(
-            f"{kind:<12} {params:>8} {dense / params:>7.1f}x {accuracy:>9.3f}"
-        )
-    os.makedirs(out_dir, exist_ok=True)
-    _demo_export(models["ttn"], x_test, out_dir)
-    _demo_plot(rows, os.path.join(out_dir, "demo.png"))
-    return rows
-
-
-def _demo_export(model, x_test, out_dir):
-    import numpy as np
-    from ai_edge_litert.interpreter import Interpreter
-
-    from keras_adntn.export import export_litert
-
-    print()
-    print("LiteRT export of the ttn model (parity on 50 test digits):")
-    expected = model.predict(x_test[:50], verbose=0)
-    for mode in ["cached", "on_the_fly"]:
-        path = os.path.join(out_dir, f"digits_ttn_{mode}.tflite")
-        report = export_litert(model, path, mode=mode)
-        interpreter = Interpreter(model_path=path)
-        interpreter.allocate_tensors()
-        inp = interpreter.get_input_details()[0]["index"]
-        out = interpreter.get_output_details()[0]["index"]
-        got = []
-        for x in x_test[:50]:
-            interpreter.set_tensor(inp, x[None].astype("float32"))
-            interpreter.invoke()
-            got.append(interpreter.get_tensor(out)[0])
-        error = np.abs(np.array(got) - expected).max() / np.abs(expected).max()
-        arena = report.tflm_arena_bytes
-        arena = "-" if arena is None else f"{arena:,}"
-        print(
-            f"  {mode:<10} flash {report.file_bytes:>7,} bytes  TFLM arena "
-            f"{arena:>8} bytes  parity {error:.1e} "
-            f"({'ok' if error <= 1e-4 else 'FAILED'})"
-        )
-
-
-def _demo_plot(rows, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for kind, params, _, accuracy, _ in rows:
-        ax.scatter(params, 100 * accuracy)
-        ax.annotate(
-            kind,
-            (params, 100 * accuracy),
-            xytext=(4, 4),
-            textcoords="offset points",
-        )
-    ax.set_xscale("log")
-    ax.set_xlabel("stored parameters of the hidden layer")
-    ax.set_ylabel("digits test accuracy (%)")
-    ax.set_title("Dense vs generated hidden layer")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    print(f"\nplot written to {path}")
 
 
 class CLIError(Exception):
@@ -710,6 +585,8 @@ def main(argv=None) -> int:
         if args.command == "demo":
             if args.epochs < 1 or args.width < 1:
                 parser.error("--epochs and --width must be >= 1")
+            from keras_adntn.demo import demo
+
             demo(args.epochs, args.width, args.out)
         elif args.command == "summary":
             summary_command(args.model)

@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import re
 
 import keras
 import numpy as np
@@ -67,4 +68,10 @@ def test_demo_main_job_runs(tmp_path, capsys):
     assert main(["demo", "--epochs", "1", "--width", "32", "--out", out]) == 0
     printed = capsys.readouterr().out
     assert "mpo" in printed and printed.count("(ok)") == 2
+    # the two controls sit beside the generated layers, with the gain
+    table = printed[printed.index("hidden layer") :]
+    for row in ("dense", "frozen random", "removed"):
+        assert f"\n{row} " in table
+    assert re.search(r"\nremoved +0 +- +[0-9.]+ +0%", table)
+    assert re.search(r"\ndense +2080 +1\.0x +[0-9.]+ +100%", table)
     assert os.path.exists(os.path.join(out, "demo.png"))

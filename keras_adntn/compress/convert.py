@@ -16,9 +16,6 @@ from keras import ops
 from keras_adntn import networks
 from keras_adntn.compress import init as tn_init
 from keras_adntn.compress.select import _bond_for_ratio
-from keras_adntn.layers.tn_conv2d import TNConv2D
-from keras_adntn.layers.tn_dense import TNDense
-from keras_adntn.layers.tn_multi_head_attention import TNMultiHeadAttention
 
 INITS = ("auto", "activations", "reconstruction", "svd", "random")
 MAX_ROWS = 20000  # input rows (tokens, patches) kept for the statistics
@@ -26,9 +23,11 @@ MAX_SAMPLES = 2048  # samples kept to measure output errors
 BATCH = 256
 
 
-def _replacement(layer, network, bond_dim, seed):
+def replacement_args(layer, network, bond_dim, seed) -> dict:
+    """Arguments every TN replacement of `layer` shares (its own, per-type
+    ones come from the TN class's `_teacher_args`)."""
     config = layer.get_config()
-    common = {
+    return {
         "network": network,
         "bond_dim": bond_dim,
         "seed": seed,
@@ -38,31 +37,6 @@ def _replacement(layer, network, bond_dim, seed):
         "bias_regularizer": config.get("bias_regularizer"),
         "bias_constraint": config.get("bias_constraint"),
     }
-    if isinstance(layer, keras.layers.Dense):
-        return TNDense(
-            config["units"], activation=config["activation"], **common
-        )
-    if isinstance(layer, keras.layers.Conv2D):
-        return TNConv2D(
-            config["filters"],
-            config["kernel_size"],
-            strides=config["strides"],
-            padding=config["padding"],
-            data_format=config["data_format"],
-            dilation_rate=config["dilation_rate"],
-            groups=config["groups"],
-            activation=config["activation"],
-            **common,
-        )
-    return TNMultiHeadAttention(
-        num_heads=config["num_heads"],
-        key_dim=config["key_dim"],
-        value_dim=config["value_dim"],
-        dropout=config["dropout"],
-        output_shape=config["output_shape"],
-        attention_axes=config["attention_axes"],
-        **common,
-    )
 
 
 def _conv_patches(x, layer, limit):
@@ -351,6 +325,7 @@ def resolve_init(init, network, has_data) -> str:
 
 
 def convert(
+    cls: type,
     teacher: keras.layers.Layer,
     x=None,
     network: str = "ttn",
@@ -363,7 +338,9 @@ def convert(
     call_kwargs: dict | None = None,
     report: dict | None = None,
 ):
-    """A TN layer initialised from a trained layer (see `from_dense`).
+    """A `cls` layer initialised from a trained layer (see
+    `TNDense.from_dense`; `cls._teacher_args(teacher)` gives the per-type
+    arguments).
 
     Returns:
         The new, built TN layer; `report` (a dict, if given) receives
@@ -406,7 +383,11 @@ def convert(
     how = resolve_init(init, network, x is not None)
     call_kwargs = dict(call_kwargs or {})
     xs = None if x is None else _call_inputs(teacher, x)
-    new = _build(_replacement(teacher, network, bond_dim, seed), teacher)
+    new = cls(
+        **cls._teacher_args(teacher),
+        **replacement_args(teacher, network, bond_dim, seed),
+    )
+    new = _build(new, teacher)
     weights = _teacher_weights(teacher)
     targets = {k: kernel for k, (kernel, _) in weights.items()}
     biases = {k: bias for k, (_, bias) in weights.items()}
@@ -457,7 +438,8 @@ def convert(
     return new
 
 
-def _check_type(layer, kind, method):
+def check_teacher(layer, kind, method) -> None:
+    """ValueError unless `layer` is a built `kind` (for `method`)."""
     if type(layer) is not kind:
         raise ValueError(
             f"`layer` must be a keras.layers.{kind.__name__} for {method}, "
@@ -465,36 +447,3 @@ def _check_type(layer, kind, method):
         )
     if not layer.built:
         raise ValueError(f"`layer` {layer.name!r} must be built.")
-
-
-def from_dense(layer, x=None, **kwargs):
-    """`TNDense.from_dense` (see there)."""
-    _check_type(layer, keras.layers.Dense, "TNDense.from_dense")
-    if len(layer.kernel.shape) != 2:
-        raise ValueError(
-            f"`layer` has a kernel of shape {tuple(layer.kernel.shape)}; "
-            f"TNDense replaces 2-D kernels."
-        )
-    return convert(layer, x, **kwargs)
-
-
-def from_conv2d(layer, x=None, **kwargs):
-    """`TNConv2D.from_conv2d` (see there)."""
-    _check_type(layer, keras.layers.Conv2D, "TNConv2D.from_conv2d")
-    return convert(layer, x, **kwargs)
-
-
-def from_multi_head_attention(layer, x=None, **kwargs):
-    """`TNMultiHeadAttention.from_multi_head_attention` (see there)."""
-    _check_type(
-        layer,
-        keras.layers.MultiHeadAttention,
-        "TNMultiHeadAttention.from_multi_head_attention",
-    )
-    config = layer.get_config()
-    if config.get("use_gate") or config.get("sliding_window") is not None:
-        raise ValueError(
-            "`layer` uses use_gate or sliding_window, which "
-            "TNMultiHeadAttention does not support."
-        )
-    return convert(layer, x, **kwargs)

@@ -10,14 +10,12 @@ therefore be loadable with `keras.saving.load_model` (built-in and
 imports).
 """
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 import tempfile
 
-import keras
 import numpy as np
 
 from keras_adntn.export.convert import MAX_CALIBRATION_SAMPLES
@@ -56,8 +54,6 @@ def export_in_subprocess(
     measure,
 ) -> ExportReport:
     """`export_litert` run in a TensorFlow subprocess (same arguments)."""
-    import keras_adntn
-
     with tempfile.TemporaryDirectory(prefix="adntn_export_") as tmp:
         model_path = os.path.join(tmp, "model.keras")
         report_path = os.path.join(tmp, "report.json")
@@ -98,7 +94,10 @@ def export_in_subprocess(
         env = dict(os.environ)
         env["KERAS_BACKEND"] = "tensorflow"
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        root = os.path.dirname(os.path.dirname(keras_adntn.__file__))
+        # the directory holding the `keras_adntn` package
+        root = os.path.dirname(
+            os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        )
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (root, env.get("PYTHONPATH")) if p
         )
@@ -126,73 +125,3 @@ def export_in_subprocess(
     for message in report.warnings:
         warnings.warn(message, stacklevel=3)
     return report
-
-
-def _load_samples(data_path):
-    data = np.load(data_path)
-    samples = {}
-    for key in data.files:
-        i, j = (int(v) for v in key[1:].split("_"))
-        samples.setdefault(i, {})[j] = data[key]
-    return [
-        [samples[i][j] for j in sorted(samples[i])] for i in sorted(samples)
-    ]
-
-
-def main(argv=None) -> None:
-    """`python -m keras_adntn.export`: the subprocess end of the route."""
-    from keras_adntn.export.api import MODES
-    from keras_adntn.export.api import QUANTIZATIONS
-    from keras_adntn.export.api import export_litert
-
-    parser = argparse.ArgumentParser(
-        prog="python -m keras_adntn.export",
-        description="Export a saved .keras model to LiteRT (run with "
-        "KERAS_BACKEND=tensorflow; `keras-adntn export` is the user CLI).",
-    )
-    parser.add_argument("model", help="path of a .keras model")
-    parser.add_argument("output", help="path of the .tflite file to write")
-    parser.add_argument("--mode", default="on_the_fly", choices=MODES)
-    parser.add_argument(
-        "--quantize", default=None, choices=[q for q in QUANTIZATIONS if q]
-    )
-    parser.add_argument("--representative", default=None, help=".npz file")
-    parser.add_argument("--arena-budget", default=None)
-    parser.add_argument("--batch-size", default="1")
-    parser.add_argument("--strip-strings", action="store_true")
-    parser.add_argument("--no-measure", action="store_true")
-    parser.add_argument("--report", default=None, help="JSON report path")
-    args = parser.parse_args(argv)
-    if keras.backend.backend() != "tensorflow":
-        parser.error("run with KERAS_BACKEND=tensorflow")
-    import keras_adntn  # noqa: F401  (registers the TN layers)
-
-    model = keras.saving.load_model(args.model, compile=False)
-    samples = None
-    if args.representative:
-        loaded = _load_samples(args.representative)
-
-        def samples():
-            yield from loaded
-
-    batch = None if args.batch_size.lower() == "none" else int(args.batch_size)
-    budget = None if args.arena_budget is None else int(args.arena_budget)
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # they travel in the report
-        report = export_litert(
-            model,
-            args.output,
-            mode=args.mode,
-            quantize=args.quantize,
-            representative_dataset=samples,
-            arena_budget=budget,
-            batch_size=batch,
-            strip_strings=args.strip_strings,
-            measure=not args.no_measure,
-        )
-    if args.report:
-        with open(args.report, "w") as f:
-            json.dump(report.to_dict(), f)
-    print(report)

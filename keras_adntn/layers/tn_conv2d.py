@@ -437,7 +437,11 @@ class TNConv2D(GeneratorLayer):
         """
         from keras_adntn.compress import convert
 
-        return convert.from_conv2d(
+        convert.check_teacher(
+            layer, keras.layers.Conv2D, "TNConv2D.from_conv2d"
+        )
+        return convert.convert(
+            cls,
             layer,
             x,
             network=network,
@@ -450,6 +454,14 @@ class TNConv2D(GeneratorLayer):
             call_kwargs=call_kwargs,
             report=report,
         )
+
+    @classmethod
+    def _teacher_args(cls, layer) -> dict:
+        """This layer's own arguments for a replacement of `layer`."""
+        config = layer.get_config()
+        keys = ("kernel_size", "strides", "padding", "data_format")
+        keys += ("dilation_rate", "groups", "activation")
+        return {"filters": config["filters"], **{k: config[k] for k in keys}}
 
     def get_config(self):
         config = super().get_config()

@@ -296,7 +296,14 @@ class TNDense(GeneratorLayer):
         """
         from keras_adntn.compress import convert
 
-        return convert.from_dense(
+        convert.check_teacher(layer, keras.layers.Dense, "TNDense.from_dense")
+        if len(layer.kernel.shape) != 2:
+            raise ValueError(
+                f"`layer` has a kernel of shape {tuple(layer.kernel.shape)}; "
+                f"TNDense replaces 2-D kernels."
+            )
+        return convert.convert(
+            cls,
             layer,
             x,
             network=network,
@@ -309,6 +316,12 @@ class TNDense(GeneratorLayer):
             call_kwargs=call_kwargs,
             report=report,
         )
+
+    @classmethod
+    def _teacher_args(cls, layer) -> dict:
+        """This layer's own arguments for a replacement of `layer`."""
+        config = layer.get_config()
+        return {"units": config["units"], "activation": config["activation"]}
 
     def get_config(self):
         config = super().get_config()

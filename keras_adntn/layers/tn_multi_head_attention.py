@@ -727,7 +727,19 @@ class TNMultiHeadAttention(GeneratorLayer):
         """
         from keras_adntn.compress import convert
 
-        return convert.from_multi_head_attention(
+        convert.check_teacher(
+            layer,
+            keras.layers.MultiHeadAttention,
+            "TNMultiHeadAttention.from_multi_head_attention",
+        )
+        config = layer.get_config()
+        if config.get("use_gate") or config.get("sliding_window") is not None:
+            raise ValueError(
+                "`layer` uses use_gate or sliding_window, which "
+                "TNMultiHeadAttention does not support."
+            )
+        return convert.convert(
+            cls,
             layer,
             x,
             network=network,
@@ -740,6 +752,14 @@ class TNMultiHeadAttention(GeneratorLayer):
             call_kwargs=call_kwargs,
             report=report,
         )
+
+    @classmethod
+    def _teacher_args(cls, layer) -> dict:
+        """This layer's own arguments for a replacement of `layer`."""
+        config = layer.get_config()
+        keys = ("num_heads", "key_dim", "value_dim", "dropout")
+        keys += ("output_shape", "attention_axes")
+        return {k: config[k] for k in keys}
 
     def get_config(self):
         config = super().get_config()
