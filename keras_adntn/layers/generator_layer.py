@@ -28,12 +28,23 @@ class GeneratorLayer(keras.layers.Layer):
     layer it replaces has (`dense_params`).
 
     Args:
-        network, bond_dim, max_bond_dim, radix, latent_order, depth,
-            generator_activation, generator_groups, mode_order, seed: the
-            generator (see `GeneratorSpec`).
-        kernel_initializer, kernel_regularizer, kernel_constraint: the
-            kernel's calibration target, penalty and constraint.
-        bias_initializer, bias_regularizer, bias_constraint: the bias.
+        network: generator network (see `GeneratorSpec` for this and the
+            next nine arguments).
+        bond_dim: bond dimension.
+        max_bond_dim: growth capacity, or None.
+        radix: size of every tensor mode.
+        latent_order: latent order of the tree networks, or None.
+        depth: levels or gate layers, or None.
+        generator_activation: activation between the generator's levels.
+        generator_groups: independent generators along the output axis.
+        mode_order: `"paired"` or `"flat"`.
+        seed: seed of the cores, or None.
+        kernel_initializer: the kernel's calibration target.
+        kernel_regularizer: penalty on the generated kernel.
+        kernel_constraint: constraint on the generated kernel.
+        bias_initializer: initializer of the bias.
+        bias_regularizer: regularizer of the bias.
+        bias_constraint: constraint of the bias.
         core_regularizer: regularizer of every generator core.
         execution: `"on_the_fly"` or `"cached"`.
         kernel_quantization: None or `"int8"`.
