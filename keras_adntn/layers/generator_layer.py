@@ -14,6 +14,35 @@ from keras_adntn.networks import base as network_base
 
 GROWTH_NOISE = network_base.GROWTH_NOISE
 
+# The arguments `GeneratorLayer.__init__` takes from every TN layer.
+SHARED_ARGS = (
+    "network",
+    "bond_dim",
+    "max_bond_dim",
+    "radix",
+    "latent_order",
+    "depth",
+    "generator_activation",
+    "generator_groups",
+    "mode_order",
+    "seed",
+    "kernel_initializer",
+    "kernel_regularizer",
+    "kernel_constraint",
+    "bias_initializer",
+    "bias_regularizer",
+    "bias_constraint",
+    "core_regularizer",
+    "execution",
+    "kernel_quantization",
+)
+
+
+def shared_args(arguments: dict) -> dict:
+    """The `SHARED_ARGS` among a TN layer's `__init__` arguments
+    (`locals()`), for `GeneratorLayer.__init__`."""
+    return {name: arguments[name] for name in SHARED_ARGS}
+
 
 class GeneratorLayer(keras.layers.Layer):
     """Base of `TNDense`, `TNConv2D` and `TNMultiHeadAttention`.

@@ -6,6 +6,7 @@ from keras import ops
 
 from keras_adntn.kernels.generator_spec import check_int
 from keras_adntn.layers.generator_layer import GeneratorLayer
+from keras_adntn.layers.generator_layer import shared_args
 from keras_adntn.networks import executors
 
 PADDINGS = ("valid", "same")
@@ -173,28 +174,7 @@ class TNConv2D(GeneratorLayer):
         kernel_quantization=None,
         **kwargs,
     ):
-        super().__init__(
-            network=network,
-            bond_dim=bond_dim,
-            max_bond_dim=max_bond_dim,
-            radix=radix,
-            latent_order=latent_order,
-            depth=depth,
-            generator_activation=generator_activation,
-            generator_groups=generator_groups,
-            mode_order=mode_order,
-            seed=seed,
-            kernel_initializer=kernel_initializer,
-            kernel_regularizer=kernel_regularizer,
-            kernel_constraint=kernel_constraint,
-            bias_initializer=bias_initializer,
-            bias_regularizer=bias_regularizer,
-            bias_constraint=bias_constraint,
-            core_regularizer=core_regularizer,
-            execution=execution,
-            kernel_quantization=kernel_quantization,
-            **kwargs,
-        )
+        super().__init__(**shared_args(locals()), **kwargs)
         self.filters = check_int("filters", filters, 1)
         self.kernel_size = _pair("kernel_size", kernel_size)
         self.strides = _pair("strides", strides)

@@ -8,6 +8,7 @@ from keras import ops
 from keras_adntn.kernels.generator_spec import check_int
 from keras_adntn.layers import attention_equations
 from keras_adntn.layers.generator_layer import GeneratorLayer
+from keras_adntn.layers.generator_layer import shared_args
 
 PROJECTIONS = ("query", "key", "value", "output")
 
@@ -182,28 +183,7 @@ class TNMultiHeadAttention(GeneratorLayer):
                 "generator groups is `generator_groups`, got "
                 f"groups={kwargs['groups']!r}."
             )
-        super().__init__(
-            network=network,
-            bond_dim=bond_dim,
-            max_bond_dim=max_bond_dim,
-            radix=radix,
-            latent_order=latent_order,
-            depth=depth,
-            generator_activation=generator_activation,
-            generator_groups=generator_groups,
-            mode_order=mode_order,
-            seed=seed,
-            kernel_initializer=kernel_initializer,
-            kernel_regularizer=kernel_regularizer,
-            kernel_constraint=kernel_constraint,
-            bias_initializer=bias_initializer,
-            bias_regularizer=bias_regularizer,
-            bias_constraint=bias_constraint,
-            core_regularizer=core_regularizer,
-            execution=execution,
-            kernel_quantization=kernel_quantization,
-            **kwargs,
-        )
+        super().__init__(**shared_args(locals()), **kwargs)
         self.num_heads = check_int("num_heads", num_heads, 1)
         self.key_dim = check_int("key_dim", key_dim, 1)
         self.value_dim = check_int("value_dim", value_dim, 1, allow_none=True)
