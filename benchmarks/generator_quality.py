@@ -636,7 +636,7 @@ def main():
     p.add_argument("--variants", nargs="+", default=VARIANTS)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--lrs", type=float, nargs="+", default=[1e-3, 3e-3])
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=12)
     p.add_argument(
         "--spectra-variants",
         nargs="+",
