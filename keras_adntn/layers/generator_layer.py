@@ -194,6 +194,9 @@ class GeneratorLayer(keras.layers.Layer):
         )
         kernel.set_owner(self)
         kernel.build()
+        # `trainable=False` given at construction reaches sublayers that
+        # exist then; the kernels are made later, here
+        kernel.trainable = self.trainable
         return kernel
 
     @property

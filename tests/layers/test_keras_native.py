@@ -266,3 +266,36 @@ def test_integer_images_are_cast_like_dense_inputs():
     np.testing.assert_allclose(
         _np(y), _np(layer(x.astype("float32"))), rtol=1e-6
     )
+
+
+@pytest.mark.parametrize("kind", ["dense", "conv", "attention"])
+def test_trainable_false_at_construction_freezes_the_generator(kind):
+    # found by the generator-quality benchmark: the cores kept training
+    if kind == "dense":
+        layer, x = TNDense(8, trainable=False, seed=0), np.ones((4, 12))
+        inputs = keras.Input((12,))
+        outputs = layer(inputs)
+    elif kind == "conv":
+        layer = TNConv2D(4, 3, trainable=False, seed=0)
+        x = np.ones((4, 6, 6, 2))
+        inputs = keras.Input((6, 6, 2))
+        outputs = layer(inputs)
+    else:
+        layer = TNMultiHeadAttention(2, 4, trainable=False, seed=0)
+        x = np.ones((4, 3, 8))
+        inputs = keras.Input((3, 8))
+        outputs = layer(inputs, inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2)(outputs))
+    assert layer.trainable_weights == []
+    frozen = {id(v) for v in layer.weights}
+    assert not frozen & {id(v) for v in model.trainable_weights}
+    before = [np.array(v) for v in layer.get_weights()]
+    model.compile(optimizer=keras.optimizers.Adam(0.1), loss="mse")
+    model.fit(
+        x.astype("float32"),
+        np.ones((4, *model.output_shape[1:])),
+        epochs=2,
+        verbose=0,
+    )
+    for old, new in zip(before, layer.get_weights()):
+        np.testing.assert_array_equal(old, new)
