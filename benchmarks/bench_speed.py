@@ -221,8 +221,21 @@ def main():
 
 
 def _write(backend, rows):
+    """Writes the rows, keeping earlier rows of cases not rerun (`--only`,
+    `--networks`, `--jit` reruns replace just their own rows)."""
     os.makedirs(RESULTS, exist_ok=True)
     path = os.path.join(RESULTS, f"speed_{backend}")
+    if os.path.exists(path + ".json"):
+        with open(path + ".json") as f:
+            old = json.load(f).get("rows", [])
+        new = {(r["case"], r["network"], r["jit"]) for r in rows}
+        kept = [
+            r for r in old if (r["case"], r["network"], r["jit"]) not in new
+        ]
+        order = {r["case"]: i for i, r in enumerate(old + rows)}
+        rows = sorted(
+            kept + rows, key=lambda r: (order[r["case"]], not r["jit"])
+        )
     with open(path + ".json", "w") as f:
         json.dump({"backend": backend, "rows": rows}, f, indent=1)
     lines = [

@@ -45,9 +45,12 @@ CONVERTERS = {
 
 # -- argument checks
 def _is_functional(model) -> bool:
-    from keras.src.models.functional import Functional
-
-    return isinstance(model, (keras.Sequential, Functional))
+    """A Sequential or functional model (a graph of layers that can be
+    rebuilt with `clone_model`), not a subclassed one. Keras's functional
+    class is not public API: it is recognised by its name in the MRO."""
+    if isinstance(model, keras.Sequential):
+        return True
+    return any(cls.__name__ == "Functional" for cls in type(model).__mro__)
 
 
 def _check_int(name, value, minimum):
