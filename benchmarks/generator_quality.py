@@ -50,7 +50,18 @@ VARIANTS = [
     "ttn_hybrid_add",
     "ttn_hybrid_norm",
     "ttn_hybrid_mul",
+    *[f"ttn_{a}" for a in ("siren", "tanh", "relu", "rational")],
+    "ttn_latent4",
 ]
+# the package's own knobs, untuned otherwise: generator activation, and a
+# larger latent (more independent roots) at about the same budget
+KNOBS = {
+    **{
+        f"ttn_{a}": {"generator_activation": a}
+        for a in ("siren", "tanh", "relu", "rational")
+    },
+    "ttn_latent4": {"latent_order": 4},
+}
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -203,6 +214,8 @@ def middle_layer(variant, seed):
         ]
     if variant in NETWORKS:
         return [TNDense(UNITS, network=variant, seed=seed, **relu)]
+    if variant in KNOBS:
+        return [TNDense(UNITS, seed=seed, **KNOBS[variant], **relu)]
     if variant == "ttn_frozen_init":
         return [TNDense(UNITS, seed=seed, **relu)]  # cores frozen later
     if variant in ("ttn_norm", "ttn_norm_lr3"):
