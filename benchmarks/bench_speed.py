@@ -220,6 +220,24 @@ def main():
     _write(backend, rows)
 
 
+def _merge_rows(old, new):
+    """`old` with the rows `new` reruns replaced in place (a rerun case
+    goes where its first old row was; new cases go last)."""
+
+    def row_key(r):
+        return (r["case"], r["network"], r["jit"])
+
+    fresh = {row_key(r) for r in new}
+    merged, placed = [], set()
+    for r in old:
+        if row_key(r) not in fresh:
+            merged.append(r)
+        elif r["case"] not in placed:
+            merged += [n for n in new if n["case"] == r["case"]]
+            placed.add(r["case"])
+    return merged + [n for n in new if n["case"] not in placed]
+
+
 def _write(backend, rows):
     """Writes the rows, keeping earlier rows of cases not rerun (`--only`,
     `--networks`, `--jit` reruns replace just their own rows)."""
@@ -228,14 +246,7 @@ def _write(backend, rows):
     if os.path.exists(path + ".json"):
         with open(path + ".json") as f:
             old = json.load(f).get("rows", [])
-        new = {(r["case"], r["network"], r["jit"]) for r in rows}
-        kept = [
-            r for r in old if (r["case"], r["network"], r["jit"]) not in new
-        ]
-        order = {r["case"]: i for i, r in enumerate(old + rows)}
-        rows = sorted(
-            kept + rows, key=lambda r: (order[r["case"]], not r["jit"])
-        )
+        rows = _merge_rows(old, rows)
     with open(path + ".json", "w") as f:
         json.dump({"backend": backend, "rows": rows}, f, indent=1)
     lines = [
