@@ -52,7 +52,8 @@ class GeneratedKernel(keras.layers.Layer):
         kernel_constraint: None or a constraint applied to every kernel
             each time it is generated.
         kernel_quantization: None or `"int8"` (per output channel fake
-            quantisation; setting it later invalidates the cache).
+            quantisation; setting it later flips a state switch that compiled
+            functions and the cache tag read).
         core_regularizer: None or a regularizer of every core.
         execution: `"on_the_fly"` or `"cached"` (see `KernelCache`).
         **kwargs: base layer arguments (`name`, ...).
@@ -304,8 +305,8 @@ class GeneratedKernel(keras.layers.Layer):
 
     def grow(self, bond_dim: int, noise: float) -> None:
         """Grows the generator to `bond_dim` keeping the kernel."""
+        # the cache sees the grown cores through its tag (no invalidation)
         self.network.grow(bond_dim, noise)
-        self._cache.invalidate()
 
     def get_config(self):
         config = super().get_config()
