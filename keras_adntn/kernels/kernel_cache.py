@@ -64,17 +64,18 @@ class KernelCache:
         self.sources = list(layer.weights) + list(extra_sources)
         size = sum(_size(v.shape) for v in self.sources)
         for name, shape in shapes.items():
-            self.slots[name] = self._state(
-                f"{name}_cache", tuple(int(s) for s in shape), "zeros"
+            self.slots[name] = state_variable(
+                self.layer,
+                f"{name}_cache",
+                tuple(int(s) for s in shape),
+                "zeros",
             )
-        self.tag = self._state(
+        self.tag = state_variable(
+            self.layer,
             f"{self.names[0]}_cache_tag",
             (size,),
             keras.initializers.Constant(float("nan")),
         )
-
-    def _state(self, name, shape, initializer):
-        return state_variable(self.layer, name, shape, initializer)
 
     @property
     def variables(self) -> list:

@@ -14,18 +14,9 @@ from keras_adntn.networks import base as network_base
 
 GROWTH_NOISE = network_base.GROWTH_NOISE
 
-# The arguments `GeneratorLayer.__init__` takes from every TN layer.
-SHARED_ARGS = (
-    "network",
-    "bond_dim",
-    "max_bond_dim",
-    "radix",
-    "latent_order",
-    "depth",
-    "generator_activation",
-    "generator_groups",
-    "mode_order",
-    "seed",
+# The arguments `GeneratorLayer.__init__` takes from every TN layer: the
+# generator's (`GeneratorSpec.FIELDS`), then the kernel's and the bias's.
+SHARED_ARGS = GeneratorSpec.FIELDS + (
     "kernel_initializer",
     "kernel_regularizer",
     "kernel_constraint",
@@ -167,7 +158,7 @@ class GeneratorLayer(keras.layers.Layer):
 
     @property
     def kernel_quantization(self):
-        """None or `"int8"`; setting it clears every kernel cache."""
+        """None or `"int8"`; setting it flips every kernel's int8 switch."""
         return self._kernel_quantization
 
     @kernel_quantization.setter
