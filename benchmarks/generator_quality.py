@@ -52,6 +52,11 @@ VARIANTS = [
     "ttn_hybrid_mul",
     *[f"ttn_{a}" for a in ("siren", "tanh", "relu", "rational")],
     "ttn_latent4",
+    "mpo_orth",
+    "mpo_orth_frozen",
+    "mpo_orth+clr0.2",
+    "kron_frozen",
+    "kronscale_s_3_f",
 ]
 # the package's own knobs, untuned otherwise: generator activation, and a
 # larger latent (more independent roots) at about the same budget
@@ -127,14 +132,21 @@ class NormTNDense(TNDense):
     to the calibrated glorot std s0 (no parameters); the cores only move
     its direction. `hybrid=True`: kernel = R + G * s0 / std(G)."""
 
-    def __init__(self, units, hybrid=False, random_seed=0, **kwargs):
+    def __init__(
+        self, units, hybrid=False, random_seed=0, loggain=False, **kwargs
+    ):
         super().__init__(units, **kwargs)
         self.hybrid = hybrid
         self.random_seed = random_seed
+        self.loggain = loggain
 
     def build(self, input_shape):
         super().build(input_shape)
         self.s0 = float(np.std(np.asarray(self._generate()["kernel"])))
+        if self.loggain:
+            self.log_gain = self.add_weight(
+                name="log_gain", shape=(), initializer="zeros"
+            )
         if self.hybrid:
             self.random_kernel = self.add_weight(
                 name="random_kernel",
@@ -146,6 +158,8 @@ class NormTNDense(TNDense):
     def effective_kernel(self):
         g = self._generate()["kernel"]
         g = g * (self.s0 / ops.sqrt(ops.mean(ops.square(g - ops.mean(g)))))
+        if self.loggain:
+            g = g * ops.exp(self.log_gain)
         return self.random_kernel + g if self.hybrid else g
 
     def call(self, inputs, training=None):
@@ -183,6 +197,110 @@ class HybridTNDense(TNDense):
         return self.activation(x)
 
 
+def kron_orthogonal(n, seed, radix=2):
+    """`Q_1 (x) ... (x) Q_k`, each a Haar-random `radix x radix` orthogonal
+    matrix (n = radix**k): orthogonal, entries of mean square 1 / n."""
+    rng = np.random.default_rng(seed)
+    out = np.ones((1, 1))
+    while out.shape[0] < n:
+        q, r = np.linalg.qr(rng.standard_normal((radix, radix)))
+        out = np.kron(out, q * np.sign(np.diag(r)))
+    return out.astype("float32")
+
+
+class GatedHybridTNDense(TNDense):
+    """kernel = R + a * G: R frozen (`"iid"` glorot, `"kron"` a Kronecker
+    product of random orthogonals, `"none"`), `a` a trainable scalar
+    starting at 0 (the layer starts as the frozen random layer)."""
+
+    def __init__(self, units, random="iid", random_seed=0, **kwargs):
+        super().__init__(units, **kwargs)
+        self.random = random
+        self.random_seed = random_seed
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        if self.random == "kron":
+            init = kron_orthogonal(self.units, self.random_seed)
+            init = init[: self.input_dim]
+            initializer = lambda shape, dtype=None: init  # noqa: E731
+        else:
+            initializer = keras.initializers.GlorotUniform(self.random_seed)
+        self.random_kernel = self.add_weight(
+            name="random_kernel",
+            shape=(self.input_dim, self.units),
+            initializer=initializer,
+            trainable=False,
+        )
+        self.gate = self.add_weight(name="gate", shape=(), initializer="zeros")
+
+    def effective_kernel(self):
+        return self.random_kernel + self.gate * self._generate()["kernel"]
+
+    def call(self, inputs, training=None):
+        x = ops.matmul(inputs, self.effective_kernel()) + self.bias
+        return self.activation(x)
+
+
+class ScaledKronDense(keras.layers.Layer):
+    """kernel = K * gain: K a frozen Kronecker product of random
+    orthogonals (seeded), gain `()` or `(units,)`, trainable or not."""
+
+    def __init__(
+        self,
+        units,
+        per_output,
+        gain,
+        trainable_gain,
+        seed,
+        activation=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.units, self.per_output, self.gain0 = units, per_output, gain
+        self.trainable_gain, self.seed = trainable_gain, seed
+        self.activation = keras.activations.get(activation)
+
+    def build(self, input_shape):
+        init = kron_orthogonal(self.units, self.seed)[: input_shape[-1]]
+        self.random_kernel = self.add_weight(
+            name="random_kernel",
+            shape=init.shape,
+            initializer=lambda shape, dtype=None: init,
+            trainable=False,
+        )
+        self.gain = self.add_weight(
+            name="gain",
+            shape=(self.units,) if self.per_output else (),
+            initializer=keras.initializers.Constant(self.gain0),
+            trainable=self.trainable_gain,
+        )
+        self.bias = self.add_weight(
+            name="bias", shape=(self.units,), initializer="zeros"
+        )
+
+    def effective_kernel(self):
+        return self.random_kernel * self.gain
+
+    def call(self, inputs):
+        x = ops.matmul(inputs, self.effective_kernel()) + self.bias
+        return self.activation(x)
+
+
+def mpo_kron_init(layer, seed, noise=1e-2):
+    """MPO cores set to a Kronecker product of random 2 x 2 orthogonals on
+    bond channel 0, small noise elsewhere."""
+    rng = np.random.default_rng(seed)
+    for v in layer.trainable_weights:
+        if "site" not in v.path:
+            continue
+        shape = tuple(v.shape)  # (groups, left, radix**2, right)
+        core = noise * rng.standard_normal(shape)
+        q, r = np.linalg.qr(rng.standard_normal((2, 2)))
+        core[0, 0, :, 0] = (q * np.sign(np.diag(r))).ravel()
+        v.assign(core.astype("float32"))
+
+
 class CoreScaledAdamW(keras.optimizers.AdamW):
     """(c) AdamW whose learning rate is `core_scale` x larger on the
     generator cores (variables of the layer `middle` other than its bias)."""
@@ -203,6 +321,26 @@ class CoreScaledAdamW(keras.optimizers.AdamW):
 
 def middle_layer(variant, seed):
     relu = dict(activation="relu", name="middle")
+    if "+" in variant:  # "<base>+<option>...": options act elsewhere
+        variant, *options = variant.split("+")
+        extra = {
+            "bond_dim": int(o[1:])
+            for o in options
+            if o[0] == "b" and o[1:].isdigit()
+        }
+        if "norm" in options:
+            return [
+                NormTNDense(
+                    UNITS,
+                    network=variant,
+                    seed=seed,
+                    loggain="lg" in options,
+                    **extra,
+                    **relu,
+                )
+            ]
+        if variant in NETWORKS:
+            return [TNDense(UNITS, network=variant, seed=seed, **extra, **relu)]
     if variant == "removed":
         return []
     if variant in ("dense", "frozen"):
@@ -218,6 +356,40 @@ def middle_layer(variant, seed):
         return [TNDense(UNITS, seed=seed, **KNOBS[variant], **relu)]
     if variant == "ttn_frozen_init":
         return [TNDense(UNITS, seed=seed, **relu)]  # cores frozen later
+    if variant in ("mpo_orth", "mpo_orth_frozen"):
+        return [
+            TNDense(
+                UNITS,
+                network="mpo",
+                generator_init="orthogonal",
+                trainable=variant == "mpo_orth",
+                seed=seed,
+                **relu,
+            )
+        ]
+    if variant.startswith("gate_"):  # gate_<random>_<network>
+        _, rnd, net = variant.split("_")
+        return [
+            GatedHybridTNDense(
+                UNITS, rnd, seed + 1000, network=net, seed=seed, **relu
+            )
+        ]
+    if variant.startswith("kronscale_"):  # kronscale_<s|n>_<gain>_<t|f>
+        _, kind, gain, train = variant.split("_")
+        return [
+            ScaledKronDense(
+                UNITS,
+                kind == "n",
+                float(gain),
+                train == "t",
+                seed + 1000,
+                **relu,
+            )
+        ]
+    if variant == "kron_frozen":
+        return [GatedHybridTNDense(UNITS, "kron", seed + 1000, **relu)]
+    if variant == "mpo_kroninit":
+        return [TNDense(UNITS, network="mpo", seed=seed, **relu)]
     if variant in ("ttn_norm", "ttn_norm_lr3"):
         return [NormTNDense(UNITS, seed=seed, **relu)]
     if variant == "ttn_hybrid_norm":
@@ -259,6 +431,15 @@ def build_model(task, variant, seed, input_shape):
         + middle_layer(variant, seed)
         + [keras.layers.Dense(10)]
     )
+    if variant == "mpo_kroninit" or "+kron" in variant:
+        mpo_kron_init(model.get_layer("middle"), seed)
+        layer = model.get_layer("middle")
+        if isinstance(layer, NormTNDense):
+            layer.s0 = float(np.std(np.asarray(layer._generate()["kernel"])))
+    if variant == "kron_frozen":
+        for v in model.get_layer("middle").weights:
+            if not v.path.endswith("bias"):
+                v.trainable = False
     if variant == "ttn_frozen_init":
         # `trainable=False` on a TNDense does not stop its cores training
         # (measured: the kernel still moves); freeze every core instead.
@@ -289,6 +470,8 @@ def stored_params(model, variant):
             model.get_layer("middle").count_params()
         )
     layer = model.get_layer("middle")
+    if variant == "mpo_orth_frozen":  # stored (cores and bias), not trained
+        return layer.count_params()
     return int(sum(np.prod(v.shape) for v in layer.trainable_weights))
 
 
@@ -374,7 +557,11 @@ def run_one(task, data, variant, seed, lr, epochs, want_spectra):
     x, y, xt, yt = data
     model = build_model(task, variant, seed, x.shape[1:])
     kwargs = dict(learning_rate=lr)
-    if variant.endswith(("_lr10", "_lr3")):
+    options = variant.split("+")[1:]
+    clr = [float(o[3:]) for o in options if o.startswith("clr")]
+    if clr:
+        opt = CoreScaledAdamW(core_scale=clr[0], **kwargs)
+    elif variant.endswith(("_lr10", "_lr3")):
         scale = float(variant.rsplit("_lr", 1)[1])
         opt = CoreScaledAdamW(core_scale=scale, **kwargs)
     else:
@@ -429,12 +616,15 @@ def summarise(results):
             base.get((t, "removed", s, lr)),
             base.get((t, "dense", s, lr)),
         )
-        fro = [
-            q["acc"]
-            for q in results
-            if (q["task"], q["variant"], q["seed"], q["lr"])
-            == (t, "frozen", s, lr)
-        ]
+        fro, orth = (
+            [
+                q["acc"]
+                for q in results
+                if (q["task"], q["variant"], q["seed"], q["lr"])
+                == (t, control, s, lr)
+            ]
+            for control in ("frozen", "mpo_orth_frozen")
+        )
         cell = (
             rows.setdefault(t, {})
             .setdefault(v, {})
@@ -444,6 +634,7 @@ def summarise(results):
                     "accs": [],
                     "gains": [],
                     "beats_frozen": [],
+                    "beats_orth": [],
                     "params": r["stored_params"],
                     "ratio": r["ratio"],
                     "seconds": [],
@@ -456,6 +647,8 @@ def summarise(results):
             cell["gains"].append((r["acc"] - rem) / (den - rem))
         if fro:
             cell["beats_frozen"].append(r["acc"] > fro[0])
+        if orth:
+            cell["beats_orth"].append(r["acc"] > orth[0])
     return rows
 
 
@@ -467,8 +660,11 @@ def write_report(results, out_dir, lrs):
         "Written by `benchmarks/generator_quality.py`. Accuracy on 4,000 test",
         "examples; gain = (acc - removed) / (dense - removed) per seed, then",
         "averaged; `> frozen` counts seeds on which the variant beats the",
-        "frozen random layer. Stored params = trainable parameters of the",
-        "middle layer (the hybrid's seeded random matrix counts 0).",
+        "frozen random layer (Dense frozen at its glorot init), `> orth`",
+        "those on which it beats the frozen orthogonal generator",
+        "(`mpo_orth_frozen`). Stored params = trainable parameters of the",
+        "middle layer (the hybrid's seeded random matrix counts 0;",
+        "`mpo_orth_frozen`: its cores and bias, stored but not trained).",
         "",
     ]
     for task, vs in rows.items():
@@ -478,9 +674,11 @@ def write_report(results, out_dir, lrs):
             f"## {task} (seeds {seeds}, epochs {ep}, AdamW, batch 128)",
             "",
             "| middle layer | stored params | ratio | s / run | "
-            + " | ".join(f"acc lr {lr:g} | gain | > frozen" for lr in lrs)
+            + " | ".join(
+                f"acc lr {lr:g} | gain | > frozen | > orth" for lr in lrs
+            )
             + " |",
-            "|---|---:|---:|---:|" + "---:|---:|---:|" * len(lrs),
+            "|---|---:|---:|---:|" + "---:|---:|---:|---:|" * len(lrs),
         ]
         for v in VARIANTS:
             if v not in vs:
@@ -492,7 +690,7 @@ def write_report(results, out_dir, lrs):
             for lr in lrs:
                 c = vs[v].get(lr)
                 if not c:
-                    cells += ["", "", ""]
+                    cells += ["", "", "", ""]
                     continue
                 a = np.array(c["accs"])
                 g = np.array(c["gains"]) if c["gains"] else None
@@ -504,6 +702,8 @@ def write_report(results, out_dir, lrs):
                 )
                 bf = c["beats_frozen"]
                 cells.append(f"{sum(bf)}/{len(bf)}" if bf else "")
+                bo = c["beats_orth"]
+                cells.append(f"{sum(bo)}/{len(bo)}" if bo else "")
             lines.append(
                 f"| {v} | {any_cell['params']:,} | "
                 + (f"{ratio:,.0f}x" if ratio else "-")
@@ -653,7 +853,15 @@ def main():
     p.add_argument(
         "--spectra-variants",
         nargs="+",
-        default=["dense", "frozen", "ttn", "ttn_hybrid_add", "mpo"],
+        default=[
+            "dense",
+            "frozen",
+            "ttn",
+            "ttn_hybrid_add",
+            "mpo",
+            "mpo_orth",
+            "mpo_orth_frozen",
+        ],
     )
     p.add_argument("--out", default=os.path.join(HERE, "results"))
     p.add_argument("--report-only", action="store_true")

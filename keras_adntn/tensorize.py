@@ -125,6 +125,14 @@ class Tensorization:
         x = np.transpose(x, (0, *[i + 1 for i in inverse]))
         return x.reshape(g, self.size)
 
+    def output_leaves(self) -> tuple:
+        """Per leaf, True where it is a digit of the last (output) axis
+        (`"flat"`: None, the leaves are digits of the flat index)."""
+        if self.mode_order == "flat":
+            return None
+        last = len(self.dims) - 1
+        return tuple(axis == last for axis, _ in self.leaf_order)
+
     def valid_mask(self):
         """Boolean `(radix**N,)` in leaf order: True where the weight is."""
         return self.fold(np.ones((1, *self.dims)))[0] > 0

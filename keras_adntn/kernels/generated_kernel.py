@@ -145,6 +145,8 @@ class GeneratedKernel(keras.layers.Layer):
         self.tensorization = Tensorization(
             self.dims, spec.radix, spec.mode_order
         )
+        if spec.generator_init == "orthogonal":
+            self._check_orthogonal()
         self.network = spec.network_class()(
             num_modes=self.tensorization.num_modes,
             radix=spec.radix,
@@ -157,6 +159,8 @@ class GeneratedKernel(keras.layers.Layer):
             target_std=std,
             valid_mask=self.tensorization.valid_mask(),
             max_bond_dim=spec.max_bond_dim,
+            initialization=spec.generator_init,
+            output_leaves=self.tensorization.output_leaves(),
             name=spec.network,
         )
         self.network.build()
@@ -196,6 +200,26 @@ class GeneratedKernel(keras.layers.Layer):
             self, shapes, self.execution, extra_sources=[self._int8]
         )
         self.built = True
+
+    def _check_orthogonal(self):
+        """`generator_init="orthogonal"` is exact only where the kernel is
+        the whole Kronecker product: nothing cropped, not sliced in parts."""
+        if self.parts is not None:
+            raise ValueError(
+                "`generator_init='orthogonal'` does not apply to a kernel "
+                "made jointly with others (`parts`, e.g. the joint query / "
+                "key / value kernel): slicing a Kronecker product does not "
+                "keep it orthogonal. Use generator_init='calibrated'."
+            )
+        if self.tensorization.padding_overhead > 0:
+            raise ValueError(
+                "`generator_init='orthogonal'` needs every axis of the "
+                f"kernel to be a power of `radix` ({self.spec.radix}), got "
+                f"{self.dims}: cropping the padding of a Kronecker product "
+                "leaves it far from orthogonal (rank deficient). Use "
+                "generator_init='calibrated', or sizes that are powers of "
+                "the radix."
+            )
 
     def set_owner(self, layer) -> None:
         """Records the TN layer this kernel belongs to (weakly): Keras's

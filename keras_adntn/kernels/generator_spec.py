@@ -45,6 +45,11 @@ class GeneratorSpec:
             the kernel's output axis, int >= 1.
         mode_order: `"paired"` or `"flat"`.
         seed: int >= 0 or None.
+        generator_init: `"calibrated"` (SPEC §4: He / Glorot cores,
+            calibrated) or `"orthogonal"` (network `"mpo"` with
+            `mode_order="paired"` only: a Kronecker product of Haar-random
+            orthogonal factors, so the kernel starts orthogonal up to its
+            calibrated scale; see `networks.initialization`).
     """
 
     FIELDS = (
@@ -58,6 +63,7 @@ class GeneratorSpec:
         "generator_groups",
         "mode_order",
         "seed",
+        "generator_init",
     )
 
     def __init__(
@@ -72,6 +78,7 @@ class GeneratorSpec:
         generator_groups: int = 1,
         mode_order: str = "paired",
         seed: int | None = None,
+        generator_init: str = "calibrated",
     ):
         cls = networks.get(network)
         self.network = network
@@ -108,6 +115,15 @@ class GeneratorSpec:
             "generator_groups", generator_groups, 1
         )
         self.seed = check_int("seed", seed, 0, allow_none=True)
+        self.generator_init = networks.base.check_initialization(
+            generator_init, cls
+        )
+        if generator_init == "orthogonal" and mode_order != "paired":
+            raise ValueError(
+                "`generator_init='orthogonal'` needs mode_order='paired' "
+                "(each site a block of input and output digits), got "
+                f"mode_order={mode_order!r}."
+            )
 
     def network_class(self) -> type:
         """The `GeneratorNetwork` subclass of `network`."""

@@ -59,6 +59,7 @@ class GeneratorLayer(keras.layers.Layer):
         generator_groups: independent generators along the output axis.
         mode_order: `"paired"` or `"flat"`.
         seed: seed of the cores, or None.
+        generator_init: `"calibrated"` or `"orthogonal"` (MPO).
         kernel_initializer: the kernel's calibration target.
         kernel_regularizer: penalty on the generated kernel.
         kernel_constraint: constraint on the generated kernel.
@@ -104,6 +105,7 @@ class GeneratorLayer(keras.layers.Layer):
         core_regularizer=None,
         execution="on_the_fly",
         kernel_quantization=None,
+        generator_init="calibrated",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -118,6 +120,7 @@ class GeneratorLayer(keras.layers.Layer):
             generator_groups=generator_groups,
             mode_order=mode_order,
             seed=seed,
+            generator_init=generator_init,
         )
         self.kernel_initializer = calibration.get_kernel_initializer(
             kernel_initializer
@@ -147,6 +150,7 @@ class GeneratorLayer(keras.layers.Layer):
     )
     mode_order = property(lambda self: self.generator_spec.mode_order)
     seed = property(lambda self: self.generator_spec.seed)
+    generator_init = property(lambda self: self.generator_spec.generator_init)
 
     @property
     def bond_dim(self) -> int:

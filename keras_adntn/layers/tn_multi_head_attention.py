@@ -82,6 +82,12 @@ class TNMultiHeadAttention(GeneratorLayer):
         mode_order: `"paired"` (default) or `"flat"`.
         seed: int seed of the core initialisation (generator `k` uses
             `seed + k`) and of the dropout (None: random).
+        generator_init: `"calibrated"` (default: the SPEC §4 cores,
+            calibrated) or `"orthogonal"` (`network="mpo"` only): the MPO
+            starts at a Kronecker product of Haar-random orthogonal
+            factors, so the kernel is orthogonal up to its calibrated scale
+            (a flat spectrum: a far better layer at initialisation or kept
+            frozen with `trainable=False`, see docs/benchmarks.md).
         kernel_initializer: the distribution the generated kernel is
             calibrated to at build (default `"glorot_uniform"`, as for
             Dense): its standard deviation is what counts. One of the
@@ -175,6 +181,7 @@ class TNMultiHeadAttention(GeneratorLayer):
         max_bond_dim=None,
         execution="on_the_fly",
         kernel_quantization=None,
+        generator_init="calibrated",
         **kwargs,
     ):
         if "groups" in kwargs:

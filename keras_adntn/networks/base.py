@@ -135,6 +135,12 @@ class GeneratorNetwork(keras.layers.Layer):
         max_bond_dim: None (no growth), or the bond dimension the cores are
             allocated at (int >= `bond_dim`), so that `grow` can raise the
             active bond dimension up to it without changing any shape.
+        initialization: `"calibrated"` (SPEC §4, every network) or
+            `"orthogonal"` (a network with `has_orthogonal_init`: the MPO
+            starts as a Kronecker product of orthogonal factors).
+        output_leaves: None, or one bool per mode: True where the leaf is
+            a digit of the kernel's output axis (what `"orthogonal"` pairs
+            input digits with; None: input and output digits alternate).
 
     Returns (`generate()`): a float32 tensor `(groups, radix**num_modes)`
     in leaf order.
@@ -142,6 +148,8 @@ class GeneratorNetwork(keras.layers.Layer):
 
     uses_latent_order = False
     uses_depth = False
+    # whether `initialization="orthogonal"` applies (`_orthogonal_cores`)
+    has_orthogonal_init = False
 
     def __init__(
         self,
@@ -156,9 +164,20 @@ class GeneratorNetwork(keras.layers.Layer):
         target_std=None,
         valid_mask=None,
         max_bond_dim=None,
+        initialization="calibrated",
+        output_leaves=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.initialization = check_initialization(initialization, type(self))
+        if output_leaves is not None:
+            output_leaves = tuple(bool(b) for b in output_leaves)
+            if len(output_leaves) != int(num_modes):
+                raise ValueError(
+                    f"`output_leaves` needs one entry per mode "
+                    f"({num_modes}), got {len(output_leaves)}."
+                )
+        self.output_leaves = output_leaves
         self.num_modes = int(num_modes)
         self.radix = int(radix)
         self.bond_dim = int(bond_dim)
@@ -618,6 +637,8 @@ class GeneratorNetwork(keras.layers.Layer):
                 c.name: tn_init.draw_core(rng, c, self.groups, gains, acts)
                 for c in self.cores
             }
+            if self.initialization == "orthogonal":
+                draw = self._orthogonal_cores(rng, draw)
             if values is None:
                 values = draw
             else:
@@ -644,8 +665,23 @@ class GeneratorNetwork(keras.layers.Layer):
             seed=self.seed,
             target_std=self.target_std,
             valid_mask=self.valid_mask,
+            initialization=self.initialization,
+            output_leaves=self.output_leaves,
             name=f"{self.name}_active",
         )
+
+    def _orthogonal_cores(self, rng, draw: dict) -> dict:
+        """The cores of `initialization="orthogonal"` (a subclass with
+        `has_orthogonal_init`), replacing the drawn ones."""
+        raise NotImplementedError
+
+    def leaf_roles(self) -> tuple:
+        """Per leaf, True where it is a digit of the kernel's output axis:
+        `output_leaves`, or (None) the paired order of a square matrix,
+        input and output digits alternating."""
+        if self.output_leaves is not None:
+            return self.output_leaves
+        return tuple(bool(k % 2) for k in range(self.num_modes))
 
     def _embedded_initial_values(self):
         small = self._active_network()
@@ -782,9 +818,37 @@ class GeneratorNetwork(keras.layers.Layer):
                 "depth": self.depth,
                 "seed": self.seed,
                 "target_std": self.target_std,
+                "initialization": self.initialization,
+                "output_leaves": None
+                if self.output_leaves is None
+                else list(self.output_leaves),
             }
         )
         return config
+
+
+INITIALIZATIONS = ("calibrated", "orthogonal")
+
+
+def check_initialization(initialization, cls=None) -> str:
+    """Validates a generator initialisation: one of `INITIALIZATIONS`;
+    `"orthogonal"` only for a network class with `has_orthogonal_init`."""
+    if initialization not in INITIALIZATIONS:
+        raise ValueError(
+            f"`generator_init` must be one of {INITIALIZATIONS}, got "
+            f"{initialization!r}."
+        )
+    if (
+        initialization == "orthogonal"
+        and cls is not None
+        and not cls.has_orthogonal_init
+    ):
+        raise ValueError(
+            f"`generator_init='orthogonal'` applies to network='mpo' only "
+            f"(a Kronecker product of orthogonal factors is a bond-1 MPO), "
+            f"not to {cls.__name__}."
+        )
+    return initialization
 
 
 def check_max_bond_dim(max_bond_dim, bond_dim: int):

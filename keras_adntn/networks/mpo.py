@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_adntn.networks import initialization as tn_init
 from keras_adntn.networks.base import GeneratorNetwork
 from keras_adntn.networks.base import bond
 
@@ -18,7 +19,11 @@ class MPO(GeneratorNetwork):
     multilinear baseline every nonlinear network is compared with.
 
     Takes the arguments of `GeneratorNetwork`; `activation`,
-    `latent_order` and `depth` do not apply.
+    `latent_order` and `depth` do not apply. `initialization="orthogonal"`
+    starts it at a Kronecker product of Haar-random orthogonal factors, one
+    per site (bond channel 0; the other channels `1e-2 * N(0, 1)`): an
+    orthogonal kernel up to its calibrated scale (`output_leaves` says
+    which leaves are output digits).
 
     Returns (`generate()`): `(groups, radix**num_modes)` float32.
 
@@ -27,6 +32,50 @@ class MPO(GeneratorNetwork):
     >>> MPO(num_modes=24, bond_dim=2).num_params
     176
     """
+
+    has_orthogonal_init = True
+
+    def _orthogonal_cores(self, rng, draw):
+        roles = self.leaf_roles()
+        left, rank = 0, 1
+        for _, m in self._sites:
+            outs = sum(roles[left : left + m])
+            rank *= self.radix ** min(outs, m - outs)
+            left += m
+        outs = sum(roles)
+        if rank != self.radix ** min(outs, len(roles) - outs):
+            raise ValueError(
+                "`generator_init='orthogonal'` needs every site of the MPO "
+                "to map its input digits onto its output digits in the "
+                "same direction (the kernel's larger side having the "
+                "digits a site lacks), so that the Kronecker product is "
+                f"(semi-)orthogonal; the leaves {self._site_roles(roles)} "
+                f"give rank {rank} instead of "
+                f"{self.radix ** min(outs, len(roles) - outs)}. Use "
+                "generator_init='calibrated' here."
+            )
+        left = 0
+        out = {}
+        for name, m in self._sites:
+            shape = draw[name].shape  # (groups, b_in, radix**m, b_out)
+            core = tn_init.ORTHOGONAL_NOISE * rng.standard_normal(shape)
+            for g in range(shape[0]):
+                core[g, 0, :, 0] = tn_init.site_factor(
+                    rng, roles[left : left + m], self.radix
+                )
+            out[name] = core
+            left += m
+        return {**draw, **out}
+
+    def _site_roles(self, roles):
+        """The sites as strings of `i` (input digit) and `o` (output)."""
+        left, text = 0, []
+        for _, m in self._sites:
+            text.append(
+                "".join("o" if r else "i" for r in roles[left : left + m])
+            )
+            left += m
+        return "(" + ")(".join(text) + ")"
 
     def _make_plan(self):
         n, p, chi = self.num_modes, self.radix, self.allocated_bond_dim
@@ -47,5 +96,6 @@ class MPO(GeneratorNetwork):
                     legs=legs,
                 )
             )
+        self._sites = tuple(zip(names, sites))
         self.plan.append(("chain", names))
         self.plan.append(("end_level", 0, None))
