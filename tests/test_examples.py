@@ -70,8 +70,10 @@ def test_demo_main_job_runs(tmp_path, capsys):
     assert "mpo" in printed and printed.count("(ok)") == 2
     # the two controls sit beside the generated layers, with the gain
     table = printed[printed.index("hidden layer") :]
-    for row in ("dense", "frozen random", "removed"):
+    for row in ("dense", "frozen random", "frozen orth", "mpo orth", "removed"):
         assert f"\n{row} " in table
+    # the frozen controls train nothing in the layer
+    assert re.search(r"\nfrozen orth +0 +- ", table)
     assert re.search(r"\nremoved +0 +- +[0-9.]+ +0%", table)
     assert re.search(r"\ndense +2080 +1\.0x +[0-9.]+ +100%", table)
     assert os.path.exists(os.path.join(out, "demo.png"))
