@@ -5,7 +5,10 @@
 One layer of an MLP and of a CNN is, in turn: dense (the Keras layer); each
 generator network at two bond dims; a low-rank U.V factorisation with as
 many parameters as the ttn layer at bond_dim 2; a frozen random layer
-(seeded, regenerable: ~0 stored bytes); and the layer removed. Each variant
+(seeded, regenerable: ~0 stored bytes); the MPO with
+`generator_init="orthogonal"` trained (`mpo_orth`) and frozen
+(`mpo_orth_frozen`, MLP only: the 3 x 3 conv kernel is not a power of two
+per axis); and the layer removed. Each variant
 is trained from scratch with 3 seeds (mean +- std of test accuracy).
 
 Configurations (chosen so the layer is worth several points over removing
@@ -76,6 +79,17 @@ def layer_under_test(kind, variant, seed, rank):
             keras.layers.Dense(rank, use_bias=False),
             keras.layers.Dense(out, **args),
         ]
+    if variant.startswith("mpo_orth"):
+        return [
+            TNDense(
+                out,
+                network="mpo",
+                generator_init="orthogonal",
+                trainable=variant == "mpo_orth-2",
+                seed=seed,
+                **args,
+            )
+        ]
     network, bond = variant.rsplit("-", 1)
     cls = TNConv2D if conv else TNDense
     extra = {"kernel_size": 3, "padding": "same"} if conv else {}
@@ -101,7 +115,12 @@ def build(kind, variant, seed, rank):
     stored = sum(
         int(np.prod(w.shape))
         for layer in tested
-        for w in layer.trainable_weights
+        # a frozen generator stores its cores (a frozen Dense: a seed)
+        for w in (
+            layer.weights
+            if variant == "mpo_orth_frozen-2"
+            else layer.trainable_weights
+        )
     )
     return model, stored
 
@@ -149,7 +168,8 @@ def main():
             1, round((ttn_params - (512 if kind == "mlp" else 32)) / fan)
         )
         rows = {}
-        for variant in variants:
+        orth = ["mpo_orth-2", "mpo_orth_frozen-2"] if kind == "mlp" else []
+        for variant in variants[:-3] + orth + variants[-3:]:
             start = time.perf_counter()
             scores = [
                 run(kind, variant, s, rank, args.epochs, split)

@@ -209,7 +209,8 @@ class GeneratedKernel(keras.layers.Layer):
                 "`generator_init='orthogonal'` does not apply to a kernel "
                 "made jointly with others (`parts`, e.g. the joint query / "
                 "key / value kernel): slicing a Kronecker product does not "
-                "keep it orthogonal. Use generator_init='calibrated'."
+                "keep it orthogonal. Use generator_init='calibrated', or "
+                "separate kernels (TNMultiHeadAttention: joint_qkv=False)."
             )
         if self.tensorization.padding_overhead > 0:
             raise ValueError(

@@ -91,7 +91,12 @@ class TNConv2D(GeneratorLayer):
             starts at a Kronecker product of Haar-random orthogonal
             factors, so the kernel is orthogonal up to its calibrated scale
             (a flat spectrum: a far better layer at initialisation or kept
-            frozen with `trainable=False`, see docs/benchmarks.md).
+            frozen with `trainable=False`, see docs/benchmarks.md). Only
+            where that is exact: every kernel axis a power of `radix`,
+            `mode_order="paired"`, and every MPO site mapping its input
+            digits onto its output digits the same way; elsewhere
+            ValueError (construction or build) says which condition fails.
+            (A 3 x 3 kernel is not a power of two: use 2 x 2 or 4 x 4.)
         kernel_initializer: the distribution the generated kernel is
             calibrated to at build (default `"glorot_uniform"`, as for
             Dense): its standard deviation is what counts. One of the

@@ -87,7 +87,13 @@ class TNMultiHeadAttention(GeneratorLayer):
             starts at a Kronecker product of Haar-random orthogonal
             factors, so the kernel is orthogonal up to its calibrated scale
             (a flat spectrum: a far better layer at initialisation or kept
-            frozen with `trainable=False`, see docs/benchmarks.md).
+            frozen with `trainable=False`, see docs/benchmarks.md). Only
+            where that is exact: every kernel axis a power of `radix`,
+            `mode_order="paired"`, and every MPO site mapping its input
+            digits onto its output digits the same way; elsewhere
+            ValueError (construction or build) says which condition fails.
+            Needs `joint_qkv=False` (slicing the joint kernel into
+            query, key and value would not keep them orthogonal).
         kernel_initializer: the distribution the generated kernel is
             calibrated to at build (default `"glorot_uniform"`, as for
             Dense): its standard deviation is what counts. One of the

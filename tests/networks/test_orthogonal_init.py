@@ -143,7 +143,7 @@ ORTH = {"network": "mpo", "generator_init": "orthogonal"}
             lambda: TNMultiHeadAttention(2, 8, **ORTH).build(
                 (None, 4, 16), (None, 4, 16)
             ),
-            "parts",
+            "joint_qkv=False",
         ),
     ],
 )
@@ -152,3 +152,12 @@ def test_orthogonal_init_errors_at_build_where_it_would_not_be(make, match):
     # build
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_orthogonal_attention_with_separate_kernels():
+    layer = TNMultiHeadAttention(2, 8, joint_qkv=False, seed=0, **ORTH)
+    layer.build((None, 4, 16), (None, 4, 16))
+    for name, kernel in layer.kernels.items():
+        w = np.asarray(ops.convert_to_numpy(kernel), "float64")
+        w = w.reshape(16, -1) if name != "output" else w.reshape(-1, 16)
+        assert _condition(w) < 1.05, name
