@@ -55,6 +55,8 @@ VARIANTS = [
     "mpo_orth",
     "mpo_orth_frozen",
     "mpo_orth+clr0.2",
+    "mpo_orth+g8",
+    "mpo+g8",
     "kron_frozen",
     "kronscale_s_3_f",
 ]
@@ -321,12 +323,14 @@ class CoreScaledAdamW(keras.optimizers.AdamW):
 
 def middle_layer(variant, seed):
     relu = dict(activation="relu", name="middle")
+    extra = {}
     if "+" in variant:  # "<base>+<option>...": options act elsewhere
         variant, *options = variant.split("+")
+        keys = {"b": "bond_dim", "g": "generator_groups"}
         extra = {
-            "bond_dim": int(o[1:])
+            keys[o[0]]: int(o[1:])
             for o in options
-            if o[0] == "b" and o[1:].isdigit()
+            if o[0] in keys and o[1:].isdigit()
         }
         if "norm" in options:
             return [
@@ -364,6 +368,7 @@ def middle_layer(variant, seed):
                 generator_init="orthogonal",
                 trainable=variant == "mpo_orth",
                 seed=seed,
+                **extra,
                 **relu,
             )
         ]
@@ -807,8 +812,9 @@ def plot(results, rows, out_dir, lrs):
                         ls=ls,
                         lw=0.8,
                     )
-        lo = min(np.mean(c["accs"]) for v in vs for c in rows[task][v].values())
-        ax.set_ylim(lo - 0.02, None)
+        accs = [np.mean(c["accs"]) for v in vs for c in rows[task][v].values()]
+        if accs:  # a partial run may hold none of the plotted variants
+            ax.set_ylim(min(accs) - 0.02, None)
         ax.set_xticks(range(len(vs)))
         ax.set_xticklabels(vs, rotation=60, ha="right", fontsize=8)
         ax.set_title(f"{task}: test accuracy (black removed, red frozen)")
