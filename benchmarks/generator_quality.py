@@ -872,6 +872,7 @@ def main():
     p.add_argument("--out", default=os.path.join(HERE, "results"))
     p.add_argument("--report-only", action="store_true")
     args = p.parse_args()
+    os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "generator_quality.json")
     results = []
     if os.path.exists(path):
