@@ -112,7 +112,33 @@ def make_task(name, n_train=4000, n_test=4000):
 # ------------------------------------------------------------ prototypes
 
 
-class GainTNDense(TNDense):
+class EffectiveKernelCall:
+    """`call` of the prototypes: `activation(x @ effective_kernel() +
+    bias)`, the kernel a subclass's `effective_kernel` makes."""
+
+    def call(self, inputs, training=None):
+        x = ops.matmul(inputs, self.effective_kernel()) + self.bias
+        return self.activation(x)
+
+
+def add_random_kernel(layer, shape, seed, kind="iid"):
+    """A frozen (non-trainable) `random_kernel` weight of `shape` on
+    `layer`: seeded glorot-uniform (`"iid"`) or the leading rows of a
+    Kronecker product of random orthogonals (`"kron"`)."""
+    if kind == "kron":
+        init = kron_orthogonal(shape[1], seed)[: shape[0]]
+        initializer = lambda shape, dtype=None: init  # noqa: E731
+    else:
+        initializer = keras.initializers.GlorotUniform(seed)
+    return layer.add_weight(
+        name="random_kernel",
+        shape=shape,
+        initializer=initializer,
+        trainable=False,
+    )
+
+
+class GainTNDense(EffectiveKernelCall, TNDense):
     """(a) kernel = G * gain[None, :], gain learnable, init 1."""
 
     def build(self, input_shape):
@@ -124,12 +150,8 @@ class GainTNDense(TNDense):
     def effective_kernel(self):
         return self._generate()["kernel"] * self.gain[None, :]
 
-    def call(self, inputs, training=None):
-        x = ops.matmul(inputs, self.effective_kernel()) + self.bias
-        return self.activation(x)
 
-
-class NormTNDense(TNDense):
+class NormTNDense(EffectiveKernelCall, TNDense):
     """(d) kernel = G * s0 / std(G): the generated kernel's scale is pinned
     to the calibrated glorot std s0 (no parameters); the cores only move
     its direction. `hybrid=True`: kernel = R + G * s0 / std(G)."""
@@ -150,11 +172,8 @@ class NormTNDense(TNDense):
                 name="log_gain", shape=(), initializer="zeros"
             )
         if self.hybrid:
-            self.random_kernel = self.add_weight(
-                name="random_kernel",
-                shape=(self.input_dim, self.units),
-                initializer=keras.initializers.GlorotUniform(self.random_seed),
-                trainable=False,
+            self.random_kernel = add_random_kernel(
+                self, (self.input_dim, self.units), self.random_seed
             )
 
     def effective_kernel(self):
@@ -164,12 +183,8 @@ class NormTNDense(TNDense):
             g = g * ops.exp(self.log_gain)
         return self.random_kernel + g if self.hybrid else g
 
-    def call(self, inputs, training=None):
-        x = ops.matmul(inputs, self.effective_kernel()) + self.bias
-        return self.activation(x)
 
-
-class HybridTNDense(TNDense):
+class HybridTNDense(EffectiveKernelCall, TNDense):
     """(b) kernel = R + G ("add") or R * (1 + G) ("mul"), R a frozen
     glorot-uniform matrix drawn from `random_seed` (regenerable: counted as
     0 stored parameters; here a non-trainable weight for simplicity)."""
@@ -181,11 +196,8 @@ class HybridTNDense(TNDense):
 
     def build(self, input_shape):
         super().build(input_shape)
-        self.random_kernel = self.add_weight(
-            name="random_kernel",
-            shape=(self.input_dim, self.units),
-            initializer=keras.initializers.GlorotUniform(self.random_seed),
-            trainable=False,
+        self.random_kernel = add_random_kernel(
+            self, (self.input_dim, self.units), self.random_seed
         )
 
     def effective_kernel(self):
@@ -193,10 +205,6 @@ class HybridTNDense(TNDense):
         if self.mode == "add":
             return self.random_kernel + g
         return self.random_kernel * (1.0 + g)
-
-    def call(self, inputs, training=None):
-        x = ops.matmul(inputs, self.effective_kernel()) + self.bias
-        return self.activation(x)
 
 
 def kron_orthogonal(n, seed, radix=2):
@@ -210,7 +218,7 @@ def kron_orthogonal(n, seed, radix=2):
     return out.astype("float32")
 
 
-class GatedHybridTNDense(TNDense):
+class GatedHybridTNDense(EffectiveKernelCall, TNDense):
     """kernel = R + a * G: R frozen (`"iid"` glorot, `"kron"` a Kronecker
     product of random orthogonals, `"none"`), `a` a trainable scalar
     starting at 0 (the layer starts as the frozen random layer)."""
@@ -222,29 +230,16 @@ class GatedHybridTNDense(TNDense):
 
     def build(self, input_shape):
         super().build(input_shape)
-        if self.random == "kron":
-            init = kron_orthogonal(self.units, self.random_seed)
-            init = init[: self.input_dim]
-            initializer = lambda shape, dtype=None: init  # noqa: E731
-        else:
-            initializer = keras.initializers.GlorotUniform(self.random_seed)
-        self.random_kernel = self.add_weight(
-            name="random_kernel",
-            shape=(self.input_dim, self.units),
-            initializer=initializer,
-            trainable=False,
+        self.random_kernel = add_random_kernel(
+            self, (self.input_dim, self.units), self.random_seed, self.random
         )
         self.gate = self.add_weight(name="gate", shape=(), initializer="zeros")
 
     def effective_kernel(self):
         return self.random_kernel + self.gate * self._generate()["kernel"]
 
-    def call(self, inputs, training=None):
-        x = ops.matmul(inputs, self.effective_kernel()) + self.bias
-        return self.activation(x)
 
-
-class ScaledKronDense(keras.layers.Layer):
+class ScaledKronDense(EffectiveKernelCall, keras.layers.Layer):
     """kernel = K * gain: K a frozen Kronecker product of random
     orthogonals (seeded), gain `()` or `(units,)`, trainable or not."""
 
@@ -264,12 +259,8 @@ class ScaledKronDense(keras.layers.Layer):
         self.activation = keras.activations.get(activation)
 
     def build(self, input_shape):
-        init = kron_orthogonal(self.units, self.seed)[: input_shape[-1]]
-        self.random_kernel = self.add_weight(
-            name="random_kernel",
-            shape=init.shape,
-            initializer=lambda shape, dtype=None: init,
-            trainable=False,
+        self.random_kernel = add_random_kernel(
+            self, (input_shape[-1], self.units), self.seed, "kron"
         )
         self.gain = self.add_weight(
             name="gain",
@@ -283,10 +274,6 @@ class ScaledKronDense(keras.layers.Layer):
 
     def effective_kernel(self):
         return self.random_kernel * self.gain
-
-    def call(self, inputs):
-        x = ops.matmul(inputs, self.effective_kernel()) + self.bias
-        return self.activation(x)
 
 
 def mpo_kron_init(layer, seed, noise=1e-2):
