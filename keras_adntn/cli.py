@@ -2,7 +2,8 @@
 
 - `keras-adntn demo`: trains dense vs. compressed MLPs on digits;
 - `keras-adntn summary MODEL.keras`: per-layer dense vs. stored parameters;
-- `keras-adntn export MODEL.keras OUT.tflite [--mode on_the_fly|cached]
+- `keras-adntn export MODEL.keras OUT.tflite [--mode
+  factorized|on_the_fly|cached]
   [--sram 256K] [--quantize int8|float16 --data DATA.npz]`: LiteRT export,
   measured on TensorFlow Lite Micro, with every deployment mode side by
   side with the Dense twin (`--no-compare` to skip);
@@ -204,7 +205,7 @@ def summary_command(path: str) -> list:
 def export_command(
     path: str,
     output: str,
-    mode: str = "on_the_fly",
+    mode: str = "factorized",
     quantize: str | None = None,
     data: str | None = None,
     sram: str | None = None,
@@ -218,7 +219,7 @@ def export_command(
     Args:
         path: the `.keras` file.
         output: the `.tflite` file to write.
-        mode: `"on_the_fly"` or `"cached"`.
+        mode: `"factorized"`, `"on_the_fly"` or `"cached"`.
         quantize: None, `"int8"` or `"float16"`.
         data: `.npz` of calibration inputs (needed for `"int8"`): key `x`,
             or one array per model input, samples along axis 0.
@@ -504,10 +505,12 @@ def main(argv=None) -> int:
     export.add_argument("output", help="path of the .tflite file to write")
     export.add_argument(
         "--mode",
-        default="on_the_fly",
-        choices=["on_the_fly", "cached"],
-        help="on_the_fly (default): only the generator cores are stored and "
-        "the kernels are generated on the device, block by block within "
+        default="factorized",
+        choices=["factorized", "on_the_fly", "cached"],
+        help="factorized (default): as on_the_fly, but a TNDense with a "
+        "linear generator (mpo) contracts its input with its cores, never "
+        "making its kernel; on_the_fly: only the generator cores are stored "
+        "and the kernels are generated on the device, block by block within "
         "--sram; cached: the generated kernels are stored as ordinary "
         "weights (fastest, as large as the dense model)",
     )

@@ -33,7 +33,7 @@ def main(argv=None) -> None:
     )
     parser.add_argument("model", help="path of a .keras model")
     parser.add_argument("output", help="path of the .tflite file to write")
-    parser.add_argument("--mode", default="on_the_fly", choices=MODES)
+    parser.add_argument("--mode", default="factorized", choices=MODES)
     parser.add_argument(
         "--quantize", default=None, choices=[q for q in QUANTIZATIONS if q]
     )

@@ -11,7 +11,7 @@ from keras_adntn.export import tflm
 from keras_adntn.export.report import ExportReport
 from keras_adntn.export.report import analyze_flatbuffer
 
-MODES = ("cached", "on_the_fly")
+MODES = ("factorized", "on_the_fly", "cached")
 QUANTIZATIONS = (None, "int8", "float16")
 # Relative error above which the export warns (int8: no check).
 _PARITY_WARNING = {None: 1e-3, "float16": 2e-2}
@@ -71,7 +71,7 @@ def check_args(mode, quantize, representative_dataset, batch_size):
 def export_litert(
     model: keras.Model,
     path: str,
-    mode: str = "on_the_fly",
+    mode: str = "factorized",
     quantize: str | None = None,
     representative_dataset=None,
     *,
@@ -86,12 +86,17 @@ def export_litert(
         model: a built Keras model with known inputs (Sequential or
             functional), possibly containing TN layers.
         path: where to write the `.tflite` file.
-        mode: `"on_the_fly"` (default: only the generator cores are stored
-            and the kernels are generated on the device; each `TNDense`
-            kernel is made and consumed block by block, so the tensor arena
-            holds one block at a time) or `"cached"` (the generated kernels
-            stored as constants: an ordinary FULLY_CONNECTED / CONV_2D
-            model, as large in flash as the dense model, the fastest).
+        mode: `"factorized"` (default: as `"on_the_fly"`, except that a
+            `TNDense` with a linear generator (`network="mpo"`) is never
+            generated: its input is contracted with its cores, block by
+            block of sites, as FULLY_CONNECTED ops with core-sized weights;
+            see `keras_adntn.export.contraction`), `"on_the_fly"` (only the
+            generator cores are stored and the kernels are generated on the
+            device; each `TNDense` kernel is made and consumed block by
+            block, so the tensor arena holds one block at a time) or
+            `"cached"` (the generated kernels stored as constants: an
+            ordinary FULLY_CONNECTED / CONV_2D model, as large in flash as
+            the dense model).
         quantize: None (float32), `"float16"` (float16 weights, float32
             compute) or `"int8"` (int8 builtins with a calibration; inputs
             and outputs stay float32. On the fly the generating layers stay
@@ -170,17 +175,24 @@ def export_litert(
 
 
 def _tilings(model, mode, budget, batch_size):
+    from keras_adntn.export.contraction import FactorizedSchedule
     from keras_adntn.export.tiling import ConvTiling
     from keras_adntn.export.tiling import DenseTiling
     from keras_adntn.export.tracing import generating_layers
     from keras_adntn.layers.tn_conv2d import TNConv2D
     from keras_adntn.layers.tn_dense import TNDense
 
-    if mode != "on_the_fly":
+    if mode == "cached":
         return {}
     tilings = {}
     for layer in generating_layers(model):
-        if type(layer) is TNDense:
+        if (
+            mode == "factorized"
+            and type(layer) is TNDense
+            and FactorizedSchedule.applies(layer)
+        ):
+            tilings[layer.name] = FactorizedSchedule(layer, batch_size or 1)
+        elif type(layer) is TNDense:
             tilings[layer.name] = DenseTiling.for_budget(
                 layer, budget, batch_size or 1
             )

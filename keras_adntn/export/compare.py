@@ -23,6 +23,11 @@ DEPLOYMENTS = (
     ("on the fly float32", "on_the_fly", None),
     ("on the fly int8", "on_the_fly", "int8"),
 )
+# rows added where the model has a layer that the factorized mode contracts
+FACTORIZED_DEPLOYMENTS = (
+    ("factorized float32", "factorized", None),
+    ("factorized int8", "factorized", "int8"),
+)
 
 
 @dataclasses.dataclass
@@ -31,7 +36,7 @@ class Deployment:
 
     Attributes:
         label: what is deployed.
-        mode: `"cached"` or `"on_the_fly"`.
+        mode: `"cached"`, `"on_the_fly"` or `"factorized"`.
         quantize: None or `"int8"`.
         path: the `.tflite` file.
         flash_bytes: the file's size.
@@ -157,7 +162,7 @@ def compare_deployments(
         calibration = "standard normal noise"
     os.makedirs(directory, exist_ok=True)
     reports = []
-    for label, mode, quantize in DEPLOYMENTS:
+    for label, mode, quantize in _deployments(model):
         name = f"{mode}_{quantize or 'float32'}.tflite"
         reports.append(
             (
@@ -170,7 +175,7 @@ def compare_deployments(
                     representative_dataset=representative_dataset
                     if quantize == "int8"
                     else None,
-                    arena_budget=budget if mode == "on_the_fly" else None,
+                    arena_budget=budget if mode != "cached" else None,
                     batch_size=batch_size,
                 ),
             )
@@ -197,3 +202,15 @@ def compare_deployments(
             )
         )
     return DeploymentTable(rows, budget, calibration)
+
+
+def _deployments(model):
+    """`DEPLOYMENTS`, plus the factorized rows where a layer of `model`
+    is contracted with its cores (elsewhere they equal the on-the-fly
+    rows)."""
+    from keras_adntn.export.contraction import FactorizedSchedule
+    from keras_adntn.export.tracing import generating_layers
+
+    if any(FactorizedSchedule.applies(x) for x in generating_layers(model)):
+        return DEPLOYMENTS + FACTORIZED_DEPLOYMENTS
+    return DEPLOYMENTS

@@ -6,8 +6,9 @@ Quantisation:
   builtins (per-tensor FULLY_CONNECTED weights, which every TFLite Micro
   version runs); float32 inputs and outputs with QUANTIZE / DEQUANTIZE at
   the edges.
-- `"int8"`, on the fly: the same, except that every generating layer (its
-  generator, its matmul or conv, its bias) stays float32. A generator
+- `"int8"`, on the fly or factorized: the same, except that every
+  generating layer (its generator, its matmul or conv, its bias) stays
+  float32, and so does a factorized layer's contraction. A generator
   cannot run on per-tensor int8: its intermediates span ranges that
   rounding destroys (measured: output error 0.15 to 1.0 relative). The
   model is calibrated first, then quantised with those layers' ops
@@ -105,7 +106,7 @@ def convert(model, trace, mode, quantize, representative_dataset):
         # small layer cost more bytes than its int8 weights save.
         flag = "_experimental_disable_per_channel_quantization_for_dense_layers"
         setattr(converter, flag, True)
-        denylist = mode == "on_the_fly"
+        denylist = mode in ("on_the_fly", "factorized")
         if denylist:
             converter._experimental_calibrate_only = True
             converter.target_spec.supported_ops = [

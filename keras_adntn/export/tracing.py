@@ -7,6 +7,10 @@ context variables of `keras_adntn.networks.executors`, how kernels are made:
   trace, so it enters the graph as a constant (an ordinary FULLY_CONNECTED
   / CONV_2D model). The converter's own constant folding is not relied on:
   it gives up on large intermediates.
+- `"factorized"`: as `"on_the_fly"`, except that `TNDense` layers with a
+  linear generator take their `device_matmul` from a
+  `contraction.FactorizedSchedule` (the input contracted with constant
+  block matrices of the cores; no kernel is made).
 - `"on_the_fly"`: `TNDense` layers take their `device_matmul` from a
   `tiling.DenseTiling` (the kernel made and consumed block by block in a
   WHILE loop, its cores constants of the loop body). Other generating
@@ -219,7 +223,7 @@ class Trace:
     Args:
         tf: the TensorFlow module.
         model: the Keras model.
-        mode: `"cached"` or `"on_the_fly"`.
+        mode: `"cached"`, `"on_the_fly"` or `"factorized"`.
         batch_size: static batch size of the inputs (None: dynamic).
         tilings: `{layer name: tiling.DenseTiling}` of the TNDense layers
             generated block by block (on the fly).
@@ -231,6 +235,7 @@ class Trace:
 
     def __init__(self, tf, model, mode, batch_size, tilings=None):
         from keras_adntn.export import tiling as tiling_module
+        from keras_adntn.export.contraction import FactorizedSchedule
         from keras_adntn.export.tiling import ConvTiling
         from keras_adntn.export.tiling import DenseTiling
 
@@ -247,6 +252,8 @@ class Trace:
             tiling = self.tilings.get(layer.name)
             if tiling is None or tiling.layer is not layer:
                 return None
+            if isinstance(tiling, FactorizedSchedule):  # no kernel at all
+                return tiling.matmul(tf, inputs)
             if isinstance(tiling, ConvTiling):  # unrolled, anchored blocks
                 return tiling.matmul(
                     tf,
@@ -264,13 +271,14 @@ class Trace:
 
         def call(*args):
             inputs = args[0] if len(args) == 1 else list(args)
-            if mode != "on_the_fly":
+            if mode == "cached":
                 with executors.generation_ops(eager_ops):
                     return model(inputs, training=False)
             tiled = {
                 id(t.layer)
                 for t in self.tilings.values()
-                if isinstance(t, DenseTiling) and t.tiled
+                if (isinstance(t, DenseTiling) and t.tiled)
+                or isinstance(t, FactorizedSchedule)
             }
             untiled = [
                 layer

@@ -14,6 +14,7 @@ from keras_adntn.kernels.kernel_cache import KernelCache
 from keras_adntn.kernels.kernel_cache import check_execution
 from keras_adntn.kernels.kernel_cache import state_variable
 from keras_adntn.networks import executors
+from keras_adntn.networks import factorized
 from keras_adntn.tensorize import Tensorization
 
 
@@ -308,6 +309,110 @@ class GeneratedKernel(keras.layers.Layer):
     def kernels(self, training=None) -> dict:
         """The kernels a call multiplies with (cached or generated)."""
         return self._cache.fetch(self.generate, training)
+
+    # -- factorized execution --------------------------------------------------
+    def factorized_reason(self):
+        """Why `x @ kernel` cannot be taken from the cores without forming
+        the kernel (a sentence), or None where it can."""
+        spec = self.spec
+        if not spec.network_class().factorizable:
+            return (
+                f"network={spec.network!r} is nonlinear in its cores, so "
+                "its kernel must be formed; only 'mpo' contracts the input "
+                "with the cores"
+            )
+        if spec.mode_order != "paired":
+            return (
+                "mode_order='flat' mixes the kernel's input and output "
+                "digits; use mode_order='paired'"
+            )
+        if len(self.dims) != 2:
+            return f"a kernel of rank {len(self.dims)} is not a matrix"
+        if self.kernel_constraint is not None:
+            return "`kernel_constraint` acts on the formed kernel"
+        return None
+
+    def factorized_plan(self, rows=None, in_dim=None):
+        """The `networks.factorized.FactorizedPlan` for `rows` input rows
+        of `in_dim` features (default: the kernel's rows); one per pair,
+        computed once."""
+        plans = self.__dict__.setdefault("_plans", {})
+        in_dim = self.dims[0] if in_dim is None else int(in_dim)
+        key = (128 if rows is None else int(rows), in_dim)
+        if key not in plans:
+            plans[key] = self.network.factorized_plan(
+                in_dim, self.dims[1], rows=key[0]
+            )
+        return plans[key]
+
+    def execution_path(self, shape, training=None) -> str:
+        """Which path a call with inputs of `shape` takes: `"factorized"`
+        (the input contracted with the cores), `"generated"` (the kernel
+        made, then multiplied) or `"cached"` (the cached kernel)."""
+        if self.execution == "cached" and not training:
+            return "cached"
+        if (
+            self.execution == "on_the_fly"
+            or executors.generation_ops_active()
+            or self.factorized_reason() is not None
+        ):
+            return "generated"
+        if self.execution == "factorized":
+            return "factorized"
+        rows = factorized.rows_of(tuple(shape))
+        plan = self.factorized_plan(rows)
+        if plan.factorized_seconds(rows) < plan.generated_seconds(rows):
+            return "factorized"
+        return "generated"
+
+    def factorized_matmul(self, x, part=None):
+        """`x @ kernel` (float32, `(..., rows)` -> `(..., columns)`) taken
+        from the cores: the kernel is never formed. `part`: the name of a
+        part of a joint kernel (its rows and columns only). With the int8
+        switch on (QAT, `kernel_quantization="int8"`) the fake-quantised
+        kernel is formed instead, inside the same compiled function."""
+        x = ops.cast(x, "float32")
+        rank = len(x.shape)
+        in_dim = int(x.shape[-1])
+        plan = self.factorized_plan(
+            factorized.rows_of(tuple(x.shape)), in_dim
+        )
+        flat = x if rank == 2 else ops.reshape(x, (-1, in_dim))
+        name = self.key if part is None else part
+        g = self.spec.generator_groups
+
+        def contract():
+            xp = factorized.KerasFactorOps()
+            matrices = plan.block_matrices(self.network.active_cores(), xp)
+            y = plan.apply(flat, matrices, xp)
+            if self.parts is None:
+                return y
+            start, i, cols = self._part_columns(name)
+            y = ops.reshape(y, (-1, g, self.dims[1]))
+            y = y[:, :, start : start + cols // g]
+            scale = ops.cast(self.part_scale, "float32")[:, i]
+            y = ops.multiply(y, ops.reshape(scale, (1, g, 1)))
+            return ops.reshape(y, (-1, cols))
+
+        def formed():
+            kernel = self.generate()[name]
+            return ops.matmul(flat, ops.reshape(kernel, (in_dim, -1)))
+
+        y = ops.cond(ops.greater(self._int8, 0.5), formed, contract)
+        if rank == 2:
+            return y
+        lead = ops.shape(x)[:-1]
+        return ops.reshape(y, (*lead, y.shape[-1]))
+
+    def _part_columns(self, name):
+        """`(start column within a group, index, columns)` of a part."""
+        start = 0
+        g = self.spec.generator_groups
+        for i, p in enumerate(self.parts):
+            if p[0] == name:
+                return start, i, p[2]
+            start += p[2] // g
+        raise KeyError(name)
 
     # -- size and growth -------------------------------------------------------
     @property

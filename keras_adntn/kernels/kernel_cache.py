@@ -1,9 +1,10 @@
 """KernelCache: the one place that decides cached vs on-the-fly kernels.
 
 Every TN layer asks its `KernelCache` for its generated kernels. With
-`execution="on_the_fly"` they are generated in every call. With
-`execution="cached"` training calls still generate them (the gradient must
-reach the cores), and inference calls reuse a copy kept in non-trainable
+`execution="on_the_fly"` (and `"auto"` / `"factorized"` where they do
+not contract the input with the cores) they are generated in every call.
+With `execution="cached"` training calls still generate them (the gradient
+must reach the cores), and inference calls reuse a copy kept in non-trainable
 variables. The copy is tagged with the values of every variable it was
 generated from; a call whose variables differ from the tag (after an
 optimizer step, `set_weights`, `load_weights`, growth...) regenerates the
@@ -23,7 +24,7 @@ from keras import ops
 
 from keras_adntn.networks import executors
 
-EXECUTIONS = ("on_the_fly", "cached")
+EXECUTIONS = ("auto", "factorized", "on_the_fly", "cached")
 
 
 def check_execution(execution):
@@ -46,7 +47,9 @@ class KernelCache:
         layer: the TN layer being built (the cache becomes its state).
         shapes: dict `{name: shape}` of the float32 kernels `generate()`
             returns (the same keys).
-        execution: `"on_the_fly"` (no cache variables are created) or
+        execution: `"auto"`, `"factorized"`, `"on_the_fly"` (no cache
+            variables are created: every call generates, or contracts
+            the input with the cores) or
             `"cached"`.
         extra_sources: state variables (not weights) the kernels also
             depend on (e.g. the int8 switch), compared like the weights.
@@ -59,7 +62,7 @@ class KernelCache:
         self.sources = []
         self.slots = {}
         self.tag = None
-        if execution == "on_the_fly":
+        if execution != "cached":
             return
         self.sources = list(layer.weights) + list(extra_sources)
         size = sum(_size(v.shape) for v in self.sources)

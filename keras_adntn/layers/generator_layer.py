@@ -3,6 +3,7 @@
 import keras
 from keras import constraints
 from keras import initializers
+from keras import ops
 from keras import regularizers
 
 from keras_adntn.kernels import calibration
@@ -67,7 +68,8 @@ class GeneratorLayer(keras.layers.Layer):
         bias_regularizer: regularizer of the bias.
         bias_constraint: constraint of the bias.
         core_regularizer: regularizer of every generator core.
-        execution: `"on_the_fly"` or `"cached"`.
+        execution: `"auto"` (default), `"factorized"`, `"on_the_fly"` or
+            `"cached"` (see `TNDense`).
         kernel_quantization: None or `"int8"`.
         **kwargs: base layer arguments.
 
@@ -103,7 +105,7 @@ class GeneratorLayer(keras.layers.Layer):
         bias_regularizer=None,
         bias_constraint=None,
         core_regularizer=None,
-        execution="on_the_fly",
+        execution="auto",
         kernel_quantization=None,
         generator_init="calibrated",
         **kwargs,
@@ -132,9 +134,34 @@ class GeneratorLayer(keras.layers.Layer):
         self.bias_constraint = constraints.get(bias_constraint)
         self.core_regularizer = regularizers.get(core_regularizer)
         self.execution = check_execution(execution)
+        if execution == "factorized":
+            self._check_factorized()
         self._kernel_quantization = kq.check_kernel_quantization(
             kernel_quantization
         )
+
+    def _check_factorized(self):
+        """`execution="factorized"` needs a kernel that is never formed."""
+        spec = self.generator_spec
+        reason = None
+        if not spec.network_class().factorizable:
+            reason = (
+                f"network={spec.network!r} is nonlinear in its cores (its "
+                "kernel must be formed); use network='mpo'"
+            )
+        elif spec.mode_order != "paired":
+            reason = "mode_order='flat' mixes input and output digits"
+        elif self.kernel_regularizer is not None:
+            reason = "`kernel_regularizer` needs the formed kernel"
+        elif self.kernel_constraint is not None:
+            reason = "`kernel_constraint` acts on the formed kernel"
+        if reason is not None:
+            raise ValueError(
+                "`execution='factorized'` contracts the input with the "
+                f"generator's cores and never forms the kernel, but {reason}. "
+                "Use execution='auto' (it forms the kernel where it must) or "
+                "'on_the_fly'."
+            )
 
     # -- the generator's arguments, read from the spec -------------------------
     network = property(lambda self: self.generator_spec.network)
@@ -209,6 +236,35 @@ class GeneratorLayer(keras.layers.Layer):
     def generators(self) -> list:
         """The generator networks of the layer's kernels."""
         return [kernel.network for kernel in self.generated_kernels]
+
+    def _kernel_path(self, kernel, shape, training=None) -> str:
+        """The path of `kernel` for inputs of `shape` (see
+        `GeneratedKernel.execution_path`); never factorized while a
+        `kernel_regularizer` needs the formed kernel."""
+        path = kernel.execution_path(shape, training)
+        if path == "factorized" and self.kernel_regularizer is not None:
+            return "generated"
+        return path
+
+    def execution_paths(self, rows: int = 128, training: bool = True) -> dict:
+        """Which path each generated kernel takes for `rows` input rows:
+        `{kernel name: "factorized" | "generated" | "cached"}` (what
+        `keras_adntn.summary` shows)."""
+        return {
+            kernel.name: self._kernel_path(kernel, (rows, None), training)
+            for kernel in self.generated_kernels
+        }
+
+    def _matmul(self, kernel, inputs, training=None):
+        """`inputs @ kernel` in the compute dtype: contracted with the
+        cores (factorized path) or with the generated (or cached) kernel,
+        as `_kernel_path` says."""
+        if self._kernel_path(kernel, inputs.shape, training) == "factorized":
+            y = kernel.factorized_matmul(inputs)
+            return ops.cast(y, self.compute_dtype)
+        weight = kernel.kernels(training)[kernel.key]
+        self._regularize([weight])
+        return ops.matmul(inputs, ops.cast(weight, self.compute_dtype))
 
     def _regularize(self, kernels) -> None:
         """Adds `kernel_regularizer` of each generated kernel as a layer

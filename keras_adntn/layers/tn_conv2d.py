@@ -113,11 +113,20 @@ class TNConv2D(GeneratorLayer):
         bias_regularizer: regularizer of the bias.
         bias_constraint: constraint of the bias.
         core_regularizer: regularizer applied to every generator core.
-        execution: `"on_the_fly"` (default: the kernel is generated in
-            every call) or `"cached"` (training calls generate it,
-            inference calls reuse a copy regenerated whenever the cores
-            changed; the copy costs the memory of a Conv2D kernel but is
-            not a weight: not counted, not saved).
+        execution: `"auto"` (default: where the generator is linear,
+            `network="mpo"` with `mode_order="paired"`, a cost model picks
+            per call shape between contracting the input with the cores,
+            never forming the kernel, and generating the kernel; other
+            networks generate it), `"factorized"` (always contract:
+            `network="mpo"` only, without `kernel_regularizer` or
+            `kernel_constraint`, which need the formed kernel; ValueError
+            otherwise), `"on_the_fly"` (generate the kernel in every call)
+            or `"cached"` (training calls as `"auto"`, inference calls reuse
+            a copy of the kernel regenerated whenever the cores changed;
+            the copy costs the memory of the Conv2D kernel but is not a weight:
+            not counted, not saved). `execution_paths(rows)` says which
+            path each kernel takes; the paths agree to float rounding.
+            `kernel_quantization="int8"` forms the kernel on every path.
         kernel_quantization: None (default) or `"int8"`: fake-quantise the
             generated kernel per output channel (quantisation-aware
             training for an int8 LiteRT export).
@@ -181,7 +190,7 @@ class TNConv2D(GeneratorLayer):
         bias_constraint=None,
         core_regularizer=None,
         max_bond_dim=None,
-        execution="on_the_fly",
+        execution="auto",
         kernel_quantization=None,
         generator_init="calibrated",
         **kwargs,

@@ -1,5 +1,6 @@
 """TNMultiHeadAttention: attention whose projections are generated."""
 
+import functools
 import math
 
 import keras
@@ -110,11 +111,21 @@ class TNMultiHeadAttention(GeneratorLayer):
         bias_regularizer: regularizer of the biases.
         bias_constraint: constraint of the biases.
         core_regularizer: regularizer applied to every generator core.
-        execution: `"on_the_fly"` (default: the four kernels are generated
-            in every call) or `"cached"` (training calls generate them,
-            inference calls reuse copies regenerated whenever the cores
-            changed; the copies cost the memory of the dense projections
-            but are not weights: not counted, not saved).
+        execution: `"auto"` (default: where the generator is linear,
+            `network="mpo"` with `mode_order="paired"`, a cost model picks
+            per call shape between contracting the input with the cores,
+            never forming the kernel, and generating the kernel; other
+            networks generate it), `"factorized"` (always contract:
+            `network="mpo"` only, without `kernel_regularizer` or
+            `kernel_constraint`, which need the formed kernel; ValueError
+            otherwise), `"on_the_fly"` (generate the kernel in every call)
+            or `"cached"` (training calls as `"auto"`, inference calls reuse
+            a copy of the kernel regenerated whenever the cores changed;
+            the copy costs the memory of the dense projections but is not
+            a weight: not counted, not saved). `execution_paths(rows)` says
+            which path each kernel takes; the paths agree to float
+            rounding.
+            `kernel_quantization="int8"` forms the kernel on every path.
         kernel_quantization: None (default) or `"int8"`: fake-quantise the
             generated kernels per output channel (quantisation-aware
             training for an int8 LiteRT export).
@@ -185,7 +196,7 @@ class TNMultiHeadAttention(GeneratorLayer):
         bias_constraint=None,
         core_regularizer=None,
         max_bond_dim=None,
-        execution="on_the_fly",
+        execution="auto",
         kernel_quantization=None,
         generator_init="calibrated",
         **kwargs,
@@ -391,10 +402,23 @@ class TNMultiHeadAttention(GeneratorLayer):
             kernels.update(kernel.generate())
         return kernels
 
-    def _fetch(self, training):
+    def _fetch(self, training, shape):
+        """`{name: kernel}`, or for a kernel on the factorized path (its
+        input contracted with the cores) `{name: function of x}`; `shape`:
+        the query's, whose rows every projection has about as many of."""
         kernels = {}
         for kernel in self.generated_kernels:
-            kernels.update(kernel.kernels(training))
+            if self._kernel_path(kernel, shape, training) == "factorized":
+                names = [p[0] for p in kernel.parts or [(kernel.key,)]]
+                for name in names:
+                    kernels[name] = functools.partial(
+                        kernel.factorized_matmul,
+                        part=None if kernel.parts is None else name,
+                    )
+                continue
+            made = kernel.kernels(training)
+            self._regularize(list(made.values()))
+            kernels.update(made)
         return kernels
 
     @property
@@ -430,8 +454,7 @@ class TNMultiHeadAttention(GeneratorLayer):
         training=None,
         use_causal_mask=False,
     ):
-        kernels = self._fetch(training)
-        self._regularize(list(kernels.values()))
+        kernels = self._fetch(training, query.shape)
         output, scores = self._attend(
             query,
             value,
@@ -508,8 +531,22 @@ class TNMultiHeadAttention(GeneratorLayer):
         return out, scores
 
     def _project(self, name, x, kernels, biases):
-        kernel = ops.cast(kernels[name], self.compute_dtype)
-        y = ops.einsum(self._equations[name], x, kernel)
+        kernel = kernels[name]
+        if callable(kernel):  # factorized: (..., d_in) -> (..., d_out)
+            heads = 2 if name == "output" else 1
+            lead = ops.shape(x)[: len(x.shape) - heads]
+            flat = ops.reshape(x, (*lead, math.prod(x.shape[-heads:])))
+            y = ops.cast(kernel(flat), self.compute_dtype)
+            out = self._out_shape if name == "output" else None
+            if out is None:
+                width = (
+                    self.value_dim if name == "value" else self.key_dim
+                )
+                out = (self.num_heads, width)
+            y = ops.reshape(y, (*lead, *out))
+        else:
+            kernel = ops.cast(kernel, self.compute_dtype)
+            y = ops.einsum(self._equations[name], x, kernel)
         if biases.get(name) is not None:
             y = ops.add(y, ops.cast(biases[name], self.compute_dtype))
         return y

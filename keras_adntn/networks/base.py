@@ -150,6 +150,9 @@ class GeneratorNetwork(keras.layers.Layer):
     uses_depth = False
     # whether `initialization="orthogonal"` applies (`_orthogonal_cores`)
     has_orthogonal_init = False
+    # whether `x @ W` can be taken from the cores without forming `W`
+    # (a linear network with `factorized_plan`)
+    factorizable = False
 
     def __init__(
         self,
@@ -533,10 +536,16 @@ class GeneratorNetwork(keras.layers.Layer):
         (see `_run`).
         """
         xp = KerasOps() if xp is None else xp
+        return self._run(self.active_cores(xp), xp, fixed=fixed)
+
+    def active_cores(self, xp=None) -> dict:
+        """`{name: core}` converted by `xp`, masked to the active bond
+        dimension (growth): what the contractions use."""
+        xp = KerasOps() if xp is None else xp
         cores = {name: xp.convert(v) for name, v in self._vars.items()}
         if self.max_bond_dim is not None:
             cores = self._masked(cores, xp)
-        return self._run(cores, xp, fixed=fixed)
+        return cores
 
     def _masked(self, cores, xp):
         """`cores` times their 0/1 masks at the active bond dimension.

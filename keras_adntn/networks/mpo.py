@@ -5,6 +5,7 @@ import keras
 from keras_adntn.networks import initialization as tn_init
 from keras_adntn.networks.base import GeneratorNetwork
 from keras_adntn.networks.base import bond
+from keras_adntn.networks.factorized import FactorizedPlan
 
 
 @keras.saving.register_keras_serializable(package="keras_adntn")
@@ -34,6 +35,36 @@ class MPO(GeneratorNetwork):
     """
 
     has_orthogonal_init = True
+    # linear in its cores: `x @ W` can be taken site by site
+    factorizable = True
+
+    def factorized_plan(
+        self, in_dim, out_dim, rows=None, max_block_entries=None
+    ) -> FactorizedPlan:
+        """The plan of `x @ W` without forming `W` (see
+        `networks.factorized`), for a kernel of `in_dim` rows and
+        `out_dim` columns per group whose leaves are `output_leaves`."""
+        if self.output_leaves is None:
+            raise ValueError(
+                "factorized execution needs the kernel's input and output "
+                "digits apart (mode_order='paired'); got "
+                "mode_order='flat'."
+            )
+        return FactorizedPlan(
+            self._sites,
+            {name: self._shape(name) for name, _ in self._sites},
+            self.output_leaves,
+            self.radix,
+            self.groups,
+            in_dim,
+            out_dim,
+            rows=rows,
+            **(
+                {}
+                if max_block_entries is None
+                else {"max_block_entries": max_block_entries}
+            ),
+        )
 
     def _orthogonal_cores(self, rng, draw):
         roles = self.leaf_roles()

@@ -1,0 +1,124 @@
+"""Factorized on-device execution: the input contracted with the cores.
+
+A `TNDense` whose generator is linear (`network="mpo"`, `mode_order=
+"paired"`) never needs its kernel on the device either. The export writes
+the layer's `networks.factorized.FactorizedPlan`: per block of sites one
+FULLY_CONNECTED whose constant weights are the block's contracted cores
+(a few hundred numbers), a RESHAPE and a TRANSPOSE of rank <= 4 (5 with
+generator groups), so the file stores core-sized constants and the arena
+holds input-sized states, never a kernel or a block of one.
+
+The blocks are chosen for the exported batch size with the same cost
+model as in Keras, capped at `MAX_DEVICE_BLOCK_ENTRIES` numbers per block
+(the flash a merged block costs). A layer trained with
+`kernel_quantization="int8"` keeps the tiled generation instead (its
+rounding acts on the formed kernel).
+"""
+
+import numpy as np
+
+from keras_adntn.networks import executors
+from keras_adntn.networks import factorized
+
+# the largest block matrix written to the file (flash), in numbers
+MAX_DEVICE_BLOCK_ENTRIES = 1024
+
+
+class FactorizedSchedule:
+    """How one `TNDense` multiplies on the device without its kernel.
+
+    Args:
+        layer: a built `TNDense` for which `applies(layer)` holds.
+        batch_size: the exported batch size (the rows the blocks are
+            chosen for).
+
+    It has the interface of `tiling.DenseTiling` that the export's budget
+    search reads (`tiled` False: there is nothing to tile).
+    """
+
+    tiled = False
+    fixed = 0
+    max_fixed = 0
+    blocks = 0
+
+    def __init__(self, layer, batch_size: int = 1):
+        self.layer = layer
+        self.batch_size = int(batch_size or 1)
+        kernel = layer.generated_kernel
+        self.plan = kernel.network.factorized_plan(
+            *kernel.dims,
+            rows=self.batch_size,
+            max_block_entries=MAX_DEVICE_BLOCK_ENTRIES,
+        )
+        cores = kernel.network.active_cores(executors.NumpyOps())
+        self.matrices = [
+            np.asarray(m, np.float32)
+            for m in self.plan.block_matrices(
+                cores, factorized.NumpyFactorOps()
+            )
+        ]
+
+    @staticmethod
+    def applies(layer) -> bool:
+        """Whether `layer`'s product can be taken from its cores on the
+        device: a factorizable kernel without int8 QAT rounding."""
+        kernel = getattr(layer, "generated_kernel", None)
+        return (
+            kernel is not None
+            and kernel.factorized_reason() is None
+            and getattr(layer, "kernel_quantization", None) is None
+        )
+
+    @property
+    def block_entries(self) -> int:
+        """Numbers stored for the layer's product (all blocks)."""
+        return int(sum(m.size for m in self.matrices))
+
+    def matmul(self, tf, inputs, scales=None):
+        """`inputs @ kernel` as builtins (`scales`: unused, see
+        `applies`)."""
+        x = tf.cast(inputs, tf.float32)
+        rank = len(x.shape)
+        flat = x if rank == 2 else tf.reshape(x, (-1, x.shape[-1]))
+        matrices = [tf.constant(m) for m in self.matrices]
+        y = self.plan.apply(flat, matrices, _TfOps(tf))
+        if rank == 2:
+            return y
+        lead = tf.shape(x)[:-1]
+        return tf.reshape(y, tf.concat([lead, [y.shape[-1]]], 0))
+
+
+class _TfOps:
+    """`FactorizedPlan`'s primitives as TensorFlow ops the converter maps
+    to builtins: a 2-D matmul with a constant right side becomes
+    FULLY_CONNECTED; groups are one FULLY_CONNECTED each."""
+
+    def __init__(self, tf):
+        self.tf = tf
+
+    def reshape(self, x, shape):
+        return self.tf.reshape(x, shape)
+
+    def transpose(self, x, axes):
+        return self.tf.transpose(x, axes)
+
+    def matmul(self, x, m):
+        tf = self.tf
+        if len(m.shape) == 2:
+            return tf.matmul(x, m)
+        if x.shape[0] == 1:  # shared input, one matrix per group
+            groups, k, n = m.shape
+            joint = tf.reshape(tf.transpose(m, (1, 0, 2)), (k, groups * n))
+            y = tf.matmul(tf.reshape(x, (-1, k)), joint)
+            y = tf.reshape(y, (-1, groups, n))
+            return tf.transpose(y, (1, 0, 2))
+        return tf.stack(
+            [tf.matmul(a, b) for a, b in zip(tf.unstack(x), tf.unstack(m))]
+        )
+
+    def pad_last(self, x, extra):
+        pads = [[0, 0]] * (len(x.shape) - 1) + [[0, extra]]
+        return self.tf.pad(x, pads)
+
+    def crop_last(self, x, size):
+        return x[..., :size]

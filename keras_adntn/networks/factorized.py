@@ -1,0 +1,358 @@
+"""Factorized execution: `x @ W` for a linear generator, W never formed.
+
+A multilinear generator (`mpo`) is a tensor train over sites of the kernel's
+digits. The product of an input with the kernel it generates can be taken
+site by site, as the tensor-train layers of Novikov et al. (2015) do:
+`O(rows * P_in * r * q)` per site instead of `O(rows * I * O)` for the
+matmul plus the kernel's generation. No kernel-sized tensor exists on that
+path, forward or backward, so the gradients that leave a layer (and cross
+devices in data parallel training) are core-sized.
+
+`FactorizedPlan` is the plan of that product, plain data computed once per
+layer and input row count: consecutive sites are merged into *blocks* (the
+block's cores contracted together, a tiny tensor) and the blocks are
+applied from the last one to the first:
+
+    state (G, rows, O_done, I_rest, b)      I_rest's trailing digits and b
+      -> matmul with the block's (in digits * b_right, out digits * b_left)
+      -> one transpose moving the new output digits in front of O_done
+
+every step a reshape, a two-operand matmul and a transpose of rank <= 5 (4
+without generator groups), so it lowers to LiteRT builtins (RESHAPE,
+FULLY_CONNECTED / BATCH_MATMUL, TRANSPOSE). Its cost model
+(`factorized_seconds`, `generated_seconds`) lets a layer choose per call
+shape between this path and generate-then-multiply.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from keras import ops
+
+# Cost model of this 2-core CPU class of machine (seconds): a matmul runs
+# at `_FLOPS` when it is large and square enough, a memory pass at `_BYTES`
+# per second, and every op has a fixed overhead. Only the ratio of the two
+# paths matters (benchmarks/bench_factorized.py checks the choice).
+_FLOPS = 6.0e10
+_BYTES = 6.0e9
+_OP = 4.0e-6
+# the largest block matrix (in digits * b_right) x (out digits * b_left)
+MAX_BLOCK_ENTRIES = 4096
+
+
+@dataclass(frozen=True)
+class Block:
+    """Consecutive sites contracted together.
+
+    Attributes:
+        sites: the names of the cores, in chain order.
+        leaves: per leaf of the block (leaf order), True for an output
+            digit.
+        b_left, b_right: the bond dimensions at the block's two ends.
+    """
+
+    sites: tuple
+    leaves: tuple
+    b_left: int
+    b_right: int
+    radix: int
+
+    @property
+    def k_in(self) -> int:
+        """Size of the block's input digits."""
+        return self.radix ** sum(1 for r in self.leaves if not r)
+
+    @property
+    def k_out(self) -> int:
+        """Size of the block's output digits."""
+        return self.radix ** sum(1 for r in self.leaves if r)
+
+    @property
+    def entries(self) -> int:
+        return self.k_in * self.b_right * self.k_out * self.b_left
+
+
+def _matmul_seconds(m, k, n):
+    flops = 2.0 * m * k * n
+    # small inner or outer sizes do not reach the machine's peak
+    efficiency = min(1.0, k / 64.0) * min(1.0, n / 64.0)
+    compute = flops / (_FLOPS * max(efficiency, 1.0 / 64.0))
+    memory = 4.0 * (m * k + m * n + k * n) / _BYTES
+    return max(compute, memory) + _OP
+
+
+def _move_seconds(entries):
+    return 8.0 * entries / _BYTES + _OP
+
+
+class FactorizedPlan:
+    """How to multiply `(rows, in_dim)` inputs by an MPO-made kernel.
+
+    Args:
+        sites: the MPO's `(core name, leaves)` in chain order.
+        shapes: `{core name: (b_left, radix**leaves, b_right)}`.
+        output_leaves: per leaf (leaf order), True for a digit of the
+            kernel's last (output) axis; the other leaves are the input
+            digits, in the row-major order of the padded input index.
+        radix: the mode size.
+        groups: generator groups (the output axis holds `groups` blocks).
+        in_dim, out_dim: the unpadded input size and per-group output
+            size.
+        rows: the row count the blocks are chosen for (None: 128).
+        max_block_entries: the largest block matrix (numbers) sites are
+            merged into.
+    """
+
+    def __init__(
+        self,
+        sites,
+        shapes,
+        output_leaves,
+        radix,
+        groups,
+        in_dim,
+        out_dim,
+        rows=None,
+        max_block_entries=MAX_BLOCK_ENTRIES,
+    ):
+        self.max_block_entries = int(max_block_entries)
+        self.radix = int(radix)
+        self.groups = int(groups)
+        self.in_dim = int(in_dim)
+        self.out_dim = int(out_dim)
+        roles = tuple(bool(r) for r in output_leaves)
+        self.in_size = self.radix ** sum(1 for r in roles if not r)
+        self.out_size = self.radix ** sum(1 for r in roles if r)
+        if self.in_size < self.in_dim or self.out_size < self.out_dim:
+            raise ValueError(
+                f"the leaves {roles} do not cover a ({in_dim}, {out_dim}) "
+                "kernel."
+            )
+        units, left = [], 0
+        for name, m in sites:
+            b_left, _, b_right = shapes[name]
+            units.append((name, roles[left : left + m], b_left, b_right))
+            left += m
+        if left != len(roles):
+            raise ValueError("the sites do not cover the leaves.")
+        self.units = units
+        self.rows = 128 if rows is None else max(int(rows), 1)
+        self.blocks = self._choose_blocks(self.rows)
+
+    # -- blocks ----------------------------------------------------------------
+    def _block(self, i, j):
+        units = self.units[i:j]
+        return Block(
+            sites=tuple(u[0] for u in units),
+            leaves=tuple(r for u in units for r in u[1]),
+            b_left=units[0][2],
+            b_right=units[-1][3],
+            radix=self.radix,
+        )
+
+    def _choose_blocks(self, rows):
+        """The partition of the sites into blocks of least modeled time
+        (dynamic programming over the chain, from its end)."""
+        n = len(self.units)
+        # best[j]: (seconds, blocks) for sites j.. given the state entering
+        # them; the state size depends only on the digits left, so the
+        # cost of a block is known from its position.
+        best = [None] * (n + 1)
+        best[n] = (0.0, [])
+        for i in reversed(range(n)):
+            options = []
+            for j in range(i + 1, n + 1):
+                block = self._block(i, j)
+                if j > i + 1 and block.entries > self.max_block_entries:
+                    break
+                seconds = self._block_seconds(block, i, rows)
+                options.append((seconds + best[j][0], [block] + best[j][1]))
+            best[i] = min(options, key=lambda o: o[0])
+        return tuple(best[0][1])
+
+    def _state_entries(self, first_unit, rows):
+        """Entries of the state when the sites from `first_unit` on are
+        done: rows x input digits left x output digits made x bond."""
+        roles = [r for u in self.units[:first_unit] for r in u[1]]
+        made = [r for u in self.units[first_unit:] for r in u[1]]
+        i_left = self.radix ** sum(1 for r in roles if not r)
+        o_done = self.radix ** sum(1 for r in made if r)
+        bond = self.units[first_unit][2] if first_unit < len(self.units) else 1
+        return rows * i_left * o_done * bond
+
+    def _block_seconds(self, block, first_unit, rows):
+        after = first_unit + len(block.sites)
+        entering = self._state_entries(after, rows)
+        g = self.groups if after < len(self.units) else 1
+        k = block.k_in * block.b_right
+        m = g * entering // k
+        n = block.k_out * block.b_left
+        seconds = _matmul_seconds(m, k, n) + _move_seconds(m * n)
+        return seconds * (self.groups if g == 1 else 1)
+
+    # -- costs -----------------------------------------------------------------
+    def factorized_seconds(self, rows) -> float:
+        """Modeled seconds of `apply` for `rows` input rows."""
+        rows = max(int(rows), 1)
+        blocks = self.blocks if rows == self.rows else self._choose_blocks(rows)
+        seconds, j = 0.0, len(self.units)
+        for block in reversed(blocks):
+            j -= len(block.sites)
+            seconds += self._block_seconds(block, j, rows)
+        if self.in_size > self.in_dim:
+            seconds += _move_seconds(rows * self.in_size)
+        return seconds
+
+    def generated_seconds(self, rows) -> float:
+        """Modeled seconds of generating the kernel and multiplying."""
+        rows = max(int(rows), 1)
+        g = self.groups
+        seconds, made = 0.0, 1
+        for _, leaves, b_left, b_right in self.units:
+            q = self.radix ** len(leaves)
+            seconds += _matmul_seconds(g * made, b_left, q * b_right)
+            made *= q
+        size = g * self.in_size * self.out_size
+        seconds += 2.0 * _move_seconds(size)  # leaf order -> matrix, crop
+        return seconds + _matmul_seconds(
+            rows, self.in_dim, g * self.out_dim
+        )
+
+    # -- execution -------------------------------------------------------------
+    def block_matrices(self, cores, xp):
+        """Per block, the `(groups, k_in * b_right, k_out * b_left)` matrix
+        its cores contract to (`cores`: `{name: (G, b_l, q, b_r)}`)."""
+        g, p = self.groups, self.radix
+        out = []
+        for block in self.blocks:
+            first = block.sites[0]
+            b_left = block.b_left
+            state = xp.reshape(cores[first], (g, b_left, -1))
+            for name in block.sites[1:]:
+                core = cores[name]
+                b_mid = core.shape[1]
+                rest = core.shape[2] * core.shape[3]
+                lead = state.shape[1] * state.shape[2] // b_mid
+                state = xp.reshape(state, (g, lead, b_mid))
+                state = xp.matmul(state, xp.reshape(core, (g, b_mid, rest)))
+            n = len(block.leaves)
+            state = xp.reshape(state, (g, b_left, *[p] * n, block.b_right))
+            ins = [1 + 1 + a for a, r in enumerate(block.leaves) if not r]
+            outs = [1 + 1 + a for a, r in enumerate(block.leaves) if r]
+            perm = (0, *ins, n + 2, *outs, 1)
+            state = xp.transpose(state, perm)
+            out.append(
+                xp.reshape(
+                    state,
+                    (g, block.k_in * block.b_right, block.k_out * block.b_left),
+                )
+            )
+        return out
+
+    def apply(self, x, matrices, xp):
+        """`x` `(rows, in_dim)` times the kernel: `(rows, groups *
+        out_dim)`, the groups side by side (the kernel's column order).
+
+        `matrices` are `block_matrices(...)`; `xp` needs `reshape`,
+        `transpose`, `matmul`, `pad` and `crop` (rows may be dynamic:
+        they are the one `-1` of every reshape).
+        """
+        g = self.groups
+        if self.in_size > self.in_dim:
+            x = xp.pad_last(x, self.in_size - self.in_dim)
+        # (1, rows, O_done=1, I_rest=in_size, b=1)
+        o_done, i_rest, bond, grouped = 1, self.in_size, 1, False
+        state = x
+        for block, matrix in zip(reversed(self.blocks), reversed(matrices)):
+            k = block.k_in * block.b_right
+            i_rest //= block.k_in
+            if grouped or g == 1:
+                lead = (g,) if grouped else ()
+                state = xp.reshape(state, (*lead, -1, k))
+                rhs = matrix
+                if not grouped:
+                    rhs = xp.reshape(matrix, tuple(matrix.shape[1:]))
+            else:
+                state = xp.reshape(state, (1, -1, k))
+                rhs = matrix
+                grouped = True
+            state = xp.matmul(state, rhs)
+            bond = block.b_left
+            k_out = block.k_out
+            if k_out > 1 and o_done * i_rest > 1:
+                lead = (g,) if grouped else ()
+                state = xp.reshape(
+                    state, (*lead, -1, o_done * i_rest, k_out, bond)
+                )
+                perm = (0, 1, 3, 2, 4) if grouped else (0, 2, 1, 3)
+                state = xp.transpose(state, perm)
+            o_done *= k_out
+        lead = (g,) if grouped else ()
+        state = xp.reshape(state, (*lead, -1, self.out_size))
+        if grouped and g > 1:
+            state = xp.transpose(state, (1, 0, 2))
+        if self.out_size > self.out_dim:
+            state = xp.crop_last(state, self.out_dim)
+        return xp.reshape(state, (-1, g * self.out_dim))
+
+
+class KerasFactorOps:
+    """The primitives of `FactorizedPlan` in `keras.ops`."""
+
+    reshape = staticmethod(ops.reshape)
+    transpose = staticmethod(ops.transpose)
+    matmul = staticmethod(ops.matmul)
+
+    @staticmethod
+    def pad_last(x, extra):
+        return ops.pad(x, [[0, 0]] * (len(x.shape) - 1) + [[0, extra]])
+
+    @staticmethod
+    def crop_last(x, size):
+        return x[..., :size]
+
+
+def numpy_apply(plan, x, cores):
+    """`FactorizedPlan.apply` in float64 NumPy (tests, exports)."""
+    xp = NumpyFactorOps()
+    cores = {k: np.asarray(v, np.float64) for k, v in cores.items()}
+    return plan.apply(
+        np.asarray(x, np.float64), plan.block_matrices(cores, xp), xp
+    )
+
+
+class NumpyFactorOps:
+    """The primitives of `FactorizedPlan` in NumPy."""
+
+    reshape = staticmethod(np.reshape)
+    transpose = staticmethod(np.transpose)
+    matmul = staticmethod(np.matmul)
+
+    @staticmethod
+    def pad_last(x, extra):
+        return np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, extra)])
+
+    @staticmethod
+    def crop_last(x, size):
+        return x[..., :size]
+
+
+def blocks_summary(plan) -> str:
+    """One line per block: sites, digits and matrix shape."""
+    lines = []
+    for b in plan.blocks:
+        lines.append(
+            f"{'+'.join(b.sites)}: ({b.k_in}x{b.b_right}, "
+            f"{b.k_out}x{b.b_left})"
+        )
+    return "\n".join(lines)
+
+
+def rows_of(shape, default=128) -> int:
+    """Rows of an input of `shape` (its leading axes), `default` where one
+    is unknown."""
+    known = [d for d in shape[:-1] if d is not None]
+    if len(known) < len(shape) - 1:
+        return default * math.prod(known) if known else default
+    return math.prod(known) if known else 1

@@ -1,0 +1,240 @@
+"""Factorized execution (`execution="factorized"` / `"auto"`): the input
+contracted with the MPO's cores, the kernel never formed.
+
+Each test names the regression it catches: a wrong digit order or group
+layout (parity with the generated path), a gradient that does not reach
+a core, a silent fallback, or an `"auto"` that never picks the fast path.
+"""
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_adntn import TNDense
+from keras_adntn import TNMultiHeadAttention
+from keras_adntn.networks import factorized
+from tests import layer_contract as contract
+
+# (input dim, units, generator groups, max_bond_dim): square, padded input
+# and output, groups, growth masks, an input smaller than the output
+CASES = [
+    (64, 32, 1, None),
+    (100, 24, 2, None),
+    (24, 100, 4, 4),
+    (7, 5, 1, None),
+    (48, 48, 3, 6),
+]
+
+
+def _pair(units, execution, **kwargs):
+    return TNDense(units, network="mpo", seed=3, execution=execution, **kwargs)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_factorized_matches_generated(case):
+    # catches: a digit order, padding, crop or group layout that differs
+    # from the generated kernel's (the two paths must agree to rounding)
+    d_in, units, groups, max_bond = case
+    x = contract.random_inputs((3, 5, d_in))
+    outs = {}
+    for execution in ("factorized", "on_the_fly"):
+        layer = _pair(
+            units,
+            execution,
+            generator_groups=groups,
+            max_bond_dim=max_bond,
+        )
+        layer.build((None, None, d_in))
+        if max_bond:
+            layer.grow(max_bond - 1, noise=0.1)  # masks and grown cores
+        outs[execution] = ops.convert_to_numpy(layer(x))
+    ref = outs["on_the_fly"]
+    scale = np.abs(ref).max()
+    assert np.abs(outs["factorized"] - ref).max() <= 1e-5 * scale
+
+
+def test_factorized_plan_never_forms_the_kernel():
+    # catches: a "factorized" path that secretly multiplies by the whole
+    # kernel (one block holding every site)
+    layer = _pair(4096, "factorized")
+    layer.build((None, 4096))
+    plan = layer.generated_kernel.factorized_plan(128)
+    assert len(plan.blocks) >= 2
+    largest = max(b.entries for b in plan.blocks)
+    assert largest <= factorized.MAX_BLOCK_ENTRIES < 4096 * 4096
+    x = contract.random_inputs((2, 4096))
+    ref = x @ ops.convert_to_numpy(layer.kernel)
+    got = ops.convert_to_numpy(layer(x)) - ops.convert_to_numpy(layer.bias)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_numpy_plan_matches_keras_plan():
+    # catches: the export's NumPy block matrices drifting from Keras's
+    layer = _pair(24, "factorized", generator_groups=2)
+    layer.build((None, 40))
+    gk = layer.generated_kernel
+    plan = gk.factorized_plan(4)
+    x = contract.random_inputs((4, 40))
+    cores = {
+        k: ops.convert_to_numpy(v)
+        for k, v in gk.network.active_cores().items()
+    }
+    got = factorized.numpy_apply(plan, x, cores)
+    np.testing.assert_allclose(
+        got, x @ ops.convert_to_numpy(layer.kernel), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_gradients_match_generated_path():
+    # catches: a factorized path whose gradient misses a core or differs
+    # from the generated path's (both are the same function of the cores)
+    x = contract.random_inputs((16, 40))
+    y = contract.random_inputs((16, 24), seed=1)
+    weights = {}
+    for execution in ("factorized", "on_the_fly"):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential(
+            [
+                keras.Input((40,)),
+                _pair(24, execution, generator_groups=2),
+            ]
+        )
+        model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+        before = [np.array(w) for w in model.get_weights()]
+        model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+        after = model.get_weights()
+        # every core moved
+        assert all(
+            not np.allclose(a, b) for a, b in zip(before, after)
+        ), execution
+        weights[execution] = after
+    for a, b in zip(weights["factorized"], weights["on_the_fly"]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_jit_fit_matches_eager():
+    # catches: a path that traces differently under XLA / torch.compile
+    model = keras.Sequential(
+        [keras.Input((32,)), _pair(16, "factorized", generator_groups=2)]
+    )
+    x = contract.random_inputs((32, 32))
+    y = contract.random_inputs((32, 16), seed=1)
+    contract.check_jit_fit(model, x, y)
+
+
+def test_auto_chooses_factorized_for_a_large_layer():
+    # catches: a cost model that never takes the fast path where it wins
+    # by orders of magnitude (4096x4096, 128 rows), or takes it for a
+    # nonlinear network
+    layer = TNDense(4096, network="mpo", seed=0)
+    layer.build((None, 4096))
+    assert layer.execution == "auto"
+    assert layer.execution_paths(128) == {"generated_kernel": "factorized"}
+    assert layer.execution_paths(1) == {"generated_kernel": "factorized"}
+    plan = layer.generated_kernel.factorized_plan(128)
+    assert plan.generated_seconds(128) > 5 * plan.factorized_seconds(128)
+    ttn = TNDense(4096, network="ttn", seed=0)
+    ttn.build((None, 4096))
+    assert ttn.execution_paths(128) == {"generated_kernel": "generated"}
+
+
+def test_auto_and_cached_paths():
+    # catches: the cache no longer serving inference, or auto forming the
+    # kernel where a regularizer needs it
+    cached = TNDense(256, network="mpo", execution="cached", seed=0)
+    cached.build((None, 256))
+    assert cached.execution_paths(128, training=False) == {
+        "generated_kernel": "cached"
+    }
+    assert cached.execution_paths(128, training=True) == {
+        "generated_kernel": "factorized"
+    }
+    reg = TNDense(256, network="mpo", kernel_regularizer="l2", seed=0)
+    reg.build((None, 256))
+    assert reg.execution_paths(128) == {"generated_kernel": "generated"}
+    reg(contract.random_inputs((2, 256)))
+    assert len(reg.losses) == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [
+        ({"network": "ttn"}, "network='ttn'"),
+        ({"network": "mpo", "mode_order": "flat"}, "mode_order"),
+        ({"network": "mpo", "kernel_regularizer": "l2"}, "regularizer"),
+        ({"network": "mpo", "kernel_constraint": "max_norm"}, "constraint"),
+    ],
+)
+def test_factorized_errors_name_the_argument(kwargs, word):
+    # catches: a silent fallback to forming the kernel
+    with pytest.raises(ValueError, match="execution='factorized'") as error:
+        TNDense(8, execution="factorized", **kwargs)
+    assert word in str(error.value)
+
+
+def test_bad_execution_lists_the_choices():
+    with pytest.raises(ValueError, match="'auto', 'factorized'"):
+        TNDense(8, execution="fast")
+
+
+def test_int8_switch_forms_the_quantised_kernel():
+    # catches: QAT silently ignored on the factorized path (the int8 grid
+    # acts on the formed kernel, so the switch must take that branch)
+    layer = _pair(16, "factorized")
+    x = contract.random_inputs((4, 32))
+    plain = ops.convert_to_numpy(layer(x))
+    layer.kernel_quantization = "int8"
+    quant = ops.convert_to_numpy(layer(x))
+    want = x @ ops.convert_to_numpy(layer.kernel) + ops.convert_to_numpy(
+        layer.bias
+    )
+    np.testing.assert_allclose(quant, want, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(quant, plain, atol=1e-6)
+
+
+def test_config_and_file_round_trip(tmp_path):
+    # catches: `execution` lost in get_config / .keras files
+    model = keras.Sequential(
+        [keras.Input((40,)), _pair(24, "factorized", generator_groups=2)]
+    )
+    x = contract.random_inputs((3, 40))
+    contract.check_config_round_trip(model.layers[0], x)
+    contract.check_keras_file_round_trip(model, x, tmp_path)
+    assert model.layers[0].get_config()["execution"] == "factorized"
+
+
+def test_mixed_precision():
+    # catches: a float16 contraction (the path runs in float32 and casts)
+    contract.check_mixed_precision(
+        lambda: _pair(24, "factorized"),
+        contract.random_inputs((4, 40)),
+        "mixed_float16",
+    )
+
+
+def test_attention_projections_factorized():
+    # catches: TNMultiHeadAttention projections on a different path than
+    # the generated one (joint and separate kernels)
+    q = contract.random_inputs((2, 5, 16))
+    v = contract.random_inputs((2, 7, 12), seed=1)
+    for joint in (True, False):
+        outs, paths = {}, {}
+        for execution in ("factorized", "on_the_fly"):
+            layer = TNMultiHeadAttention(
+                num_heads=2,
+                key_dim=4,
+                network="mpo",
+                joint_qkv=joint,
+                execution=execution,
+                seed=0,
+            )
+            outs[execution] = ops.convert_to_numpy(layer(q, v))
+            paths[execution] = set(layer.execution_paths(10).values())
+        np.testing.assert_allclose(
+            outs["factorized"], outs["on_the_fly"], rtol=1e-5, atol=1e-5
+        )
+        assert paths == {
+            "factorized": {"factorized"},
+            "on_the_fly": {"generated"},
+        }
