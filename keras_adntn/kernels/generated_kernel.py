@@ -355,6 +355,9 @@ class GeneratedKernel(keras.layers.Layer):
             self.execution == "on_the_fly"
             or executors.generation_ops_active()
             or self.factorized_reason() is not None
+            # int8 QAT rounds the formed kernel: decided when a function
+            # is traced (no branch that XLA would allocate and partition)
+            or self._kernel_quantization is not None
         ):
             return "generated"
         if self.execution == "factorized":
@@ -368,9 +371,9 @@ class GeneratedKernel(keras.layers.Layer):
     def factorized_matmul(self, x, part=None):
         """`x @ kernel` (float32, `(..., rows)` -> `(..., columns)`) taken
         from the cores: the kernel is never formed. `part`: the name of a
-        part of a joint kernel (its rows and columns only). With the int8
-        switch on (QAT, `kernel_quantization="int8"`) the fake-quantised
-        kernel is formed instead, inside the same compiled function."""
+        part of a joint kernel (its rows and columns only). Not with
+        `kernel_quantization="int8"` (QAT rounds the formed kernel:
+        `execution_path` then says `"generated"`)."""
         x = ops.cast(x, "float32")
         rank = len(x.shape)
         in_dim = int(x.shape[-1])
@@ -381,24 +384,16 @@ class GeneratedKernel(keras.layers.Layer):
         name = self.key if part is None else part
         g = self.spec.generator_groups
 
-        def contract():
-            xp = factorized.KerasFactorOps()
-            matrices = plan.block_matrices(self.network.active_cores(), xp)
-            y = plan.apply(flat, matrices, xp)
-            if self.parts is None:
-                return y
+        xp = factorized.KerasFactorOps()
+        matrices = plan.block_matrices(self.network.active_cores(), xp)
+        y = plan.apply(flat, matrices, xp)
+        if self.parts is not None:
             start, i, cols = self._part_columns(name)
             y = ops.reshape(y, (-1, g, self.dims[1]))
             y = y[:, :, start : start + cols // g]
             scale = ops.cast(self.part_scale, "float32")[:, i]
             y = ops.multiply(y, ops.reshape(scale, (1, g, 1)))
-            return ops.reshape(y, (-1, cols))
-
-        def formed():
-            kernel = self.generate()[name]
-            return ops.matmul(flat, ops.reshape(kernel, (in_dim, -1)))
-
-        y = ops.cond(ops.greater(self._int8, 0.5), formed, contract)
+            y = ops.reshape(y, (-1, cols))
         if rank == 2:
             return y
         lead = ops.shape(x)[:-1]

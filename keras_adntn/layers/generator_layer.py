@@ -134,11 +134,11 @@ class GeneratorLayer(keras.layers.Layer):
         self.bias_constraint = constraints.get(bias_constraint)
         self.core_regularizer = regularizers.get(core_regularizer)
         self.execution = check_execution(execution)
-        if execution == "factorized":
-            self._check_factorized()
         self._kernel_quantization = kq.check_kernel_quantization(
             kernel_quantization
         )
+        if execution == "factorized":
+            self._check_factorized()
 
     def _check_factorized(self):
         """`execution="factorized"` needs a kernel that is never formed."""
@@ -155,6 +155,12 @@ class GeneratorLayer(keras.layers.Layer):
             reason = "`kernel_regularizer` needs the formed kernel"
         elif self.kernel_constraint is not None:
             reason = "`kernel_constraint` acts on the formed kernel"
+        elif self._kernel_quantization is not None:
+            reason = (
+                "`kernel_quantization` rounds the formed kernel (set later, "
+                "e.g. by `Model.quantize`, it switches the layer to forming "
+                "it)"
+            )
         if reason is not None:
             raise ValueError(
                 "`execution='factorized'` contracts the input with the "

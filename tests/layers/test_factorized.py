@@ -178,19 +178,39 @@ def test_bad_execution_lists_the_choices():
         TNDense(8, execution="fast")
 
 
-def test_int8_switch_forms_the_quantised_kernel():
+def test_int8_forms_the_quantised_kernel():
     # catches: QAT silently ignored on the factorized path (the int8 grid
-    # acts on the formed kernel, so the switch must take that branch)
+    # acts on the formed kernel, so int8 switches the layer to forming it)
     layer = _pair(16, "factorized")
     x = contract.random_inputs((4, 32))
     plain = ops.convert_to_numpy(layer(x))
     layer.kernel_quantization = "int8"
+    assert layer.execution_paths(4) == {"generated_kernel": "generated"}
     quant = ops.convert_to_numpy(layer(x))
     want = x @ ops.convert_to_numpy(layer.kernel) + ops.convert_to_numpy(
         layer.bias
     )
     np.testing.assert_allclose(quant, want, rtol=1e-5, atol=1e-5)
     assert not np.allclose(quant, plain, atol=1e-6)
+    with pytest.raises(ValueError, match="kernel_quantization"):
+        _pair(16, "factorized", kernel_quantization="int8")
+
+
+def test_summary_shows_the_path():
+    # catches: a user unable to see which path a layer takes
+    from keras_adntn import summary
+
+    model = keras.Sequential(
+        [
+            keras.Input((1024,)),
+            TNDense(1024, network="mpo", seed=0),
+            TNDense(16, network="ttn", seed=0),
+        ]
+    )
+    lines = []
+    rows = summary(model, print_fn=lines.append)
+    assert [r["path"] for r in rows] == ["factorized", "generated", ""]
+    assert "path (128 rows)" in lines[0]
 
 
 def test_config_and_file_round_trip(tmp_path):

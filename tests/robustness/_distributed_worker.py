@@ -122,6 +122,29 @@ def largest_all_reduce(hlo):
     return largest
 
 
+def _mpo_step_hlo(x):
+    """The compiled data-parallel step of a TNDense(1024, network="mpo")
+    model (factorized path: the input contracted with the cores)."""
+    import jax
+
+    big = keras.Sequential(
+        [
+            keras.Input((1024,)),
+            tn.TNDense(1024, network="mpo", seed=0),
+            keras.layers.Dense(1),
+        ]
+    )
+    trainable = [v.value for v in big.trainable_variables]
+    rest = [v.value for v in big.non_trainable_variables]
+
+    def loss(trainable, rest, x):
+        y, _ = big.stateless_call(trainable, rest, x)
+        return jax.numpy.mean(y**2)
+
+    step = jax.jit(jax.value_and_grad(loss))
+    return step.lower(trainable, rest, x).compile().as_text()
+
+
 def jax_layout(model):
     """Where the variables live, and what the compiled step communicates."""
     import jax
@@ -176,7 +199,10 @@ def jax_layout(model):
             return layer.kernel
 
     kernel = jax.jit(generate)(*[v.value for v in cores])
+    mpo_hlo = _mpo_step_hlo(x)
     return {
+        "mpo_largest_all_reduce": largest_all_reduce(mpo_hlo),
+        "mpo_full_kernel_in_hlo": mpo_hlo.count("f32[1024,1024]"),
         "devices": [str(d) for d in jax.devices()],
         "all_variables_replicated": all(variables.values()),
         "variables": len(variables),

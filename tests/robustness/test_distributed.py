@@ -77,6 +77,11 @@ def test_jax_data_parallel_matches_one_device():
     # A shard_map step only all-reduces gradients of stored variables (the
     # largest is the 1024 bias), never a kernel-sized tensor.
     assert layout["shard_map_largest_all_reduce"] <= 1024
+    # With the factorized path (mpo), the GSPMD-compiled step itself sends
+    # only core-sized gradients (and the bias) across devices and holds
+    # no kernel: catches a path that forms the kernel in training.
+    assert layout["mpo_largest_all_reduce"] <= 1024
+    assert layout["mpo_full_kernel_in_hlo"] == 0
 
 
 @pytest.mark.skipif(
