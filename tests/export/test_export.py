@@ -475,6 +475,36 @@ def test_report_table_and_dict(tmp_path):
     assert report.layers[0].ops["WHILE"] == 1
 
 
+def test_activation_byte_estimates():
+    """`activation_bytes` and `peak_activation_bytes` (printed in the
+    report when TFLM is not installed) on a hand-built float32 chain
+    x(1x8) -> FC 16 -> relu -> FC 32 -> FC 4, whose sizes are known:
+    outputs 64 + 128 + 16 = 208 bytes; alive at once at most the 64-byte
+    and 128-byte hidden tensors (192; the input is dead after the first
+    op). Regression caught: a peak that never frees tensors (240), that
+    forgets the running op's inputs (128), or a sum that counts the
+    constant weights."""
+    import tensorflow as tf
+
+    from keras_adntn.export.report import analyze_flatbuffer
+
+    rng = np.random.default_rng(0)
+    shapes = [(8, 16), (16, 32), (32, 4)]
+    w1, w2, w3 = (rng.standard_normal(s).astype("f4") for s in shapes)
+
+    @tf.function(input_signature=[tf.TensorSpec((1, 8), tf.float32)])
+    def chain(x):
+        return tf.matmul(tf.matmul(tf.nn.relu(tf.matmul(x, w1)), w2), w3)
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [chain.get_concrete_function()], chain
+    )
+    result = analyze_flatbuffer(converter.convert())
+    assert result["ops"] == {"FULLY_CONNECTED": 3}
+    assert result["activation_bytes"] == 4 * (16 + 32 + 4)
+    assert result["peak_activation_bytes"] == 4 * (16 + 32)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
