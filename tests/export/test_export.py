@@ -219,6 +219,28 @@ def test_tnconv2d_both_modes(tmp_path):
             assert not PERSISTENT_COPY_OPS & set(report.layers[0].ops)
 
 
+def test_every_layer_type_exports_from_this_backend(tmp_path):
+    """On every backend (jax / torch: through the TensorFlow subprocess),
+    one model holding a TNDense of each network and a TNConv2D converts
+    to builtin ops only and gives this backend's outputs. Regression
+    caught: a layer whose saved file does not reload in the TensorFlow
+    process, or whose generated kernel differs there (a backend-dependent
+    generator), which the TensorFlow-only tests cannot see."""
+    from keras_adntn import TNConv2D
+
+    inputs = keras.Input((6, 6, 2))
+    h = TNConv2D(4, 3, seed=0)(inputs)
+    h = keras.layers.Flatten()(h)
+    for k, network in enumerate(NETWORKS):
+        h = TNDense(16, network=network, activation="elu", seed=k)(h)
+    model = keras.Model(inputs, h)
+    report = export_litert(model, tmp_path / "all.tflite", mode="cached")
+    route = "in-process" if BACKEND == "tensorflow" else "subprocess"
+    assert report.route == route
+    _assert_builtin_tflm(report)
+    assert _rel_error(model, report.path, _inputs((1, 6, 6, 2))) <= PARITY
+
+
 # -- on the microcontroller: arena budgets, measured on TFLite Micro ----------
 @tf_backend_only
 def test_arena_budget_is_met_on_tflm(tmp_path):
