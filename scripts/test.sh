@@ -18,7 +18,11 @@ for backend in tensorflow jax torch; do
   if [ "$backend" = torch ]; then
     export OMP_NUM_THREADS=1
   fi
+  # -n 2: both cores (pytest-xdist); --dist loadfile keeps a file's tests,
+  # and so its module-scoped trained fixtures, on one worker. -rs lists
+  # every skip; one not in tests/expected_skips.txt fails the run
+  # (tests/conftest.py).
   KERAS_BACKEND=$backend python -m pytest tests -p no:cacheprovider \
-    --durations=10 || status=1
+    -n 2 --dist loadfile -rs --durations=20 || status=1
 done
 exit $status

@@ -13,23 +13,33 @@ def digits():
     )
 
 
-def test_digits_mlp_with_tn_hidden_layer_reaches_90_percent():
+def _accuracy(tn_trainable):
     keras.utils.set_random_seed(0)
     x_train, x_test, y_train, y_test = digits()
+    hidden = TNDense(64, activation="relu", bond_dim=2, seed=0)
     model = keras.Sequential(
-        [
-            keras.Input((64,)),
-            TNDense(256, activation="relu", bond_dim=2, seed=0),
-            keras.layers.Dense(10, activation="softmax"),
-        ]
+        [keras.Input((64,)), hidden, keras.layers.Dense(10, "softmax")]
     )
+    hidden.trainable = tn_trainable
     model.compile(
         optimizer=keras.optimizers.Adam(1e-2),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    model.fit(x_train, y_train, epochs=30, batch_size=64, verbose=0)
+    model.fit(x_train, y_train, epochs=10, batch_size=64, verbose=0)
     _, accuracy = model.evaluate(x_test, y_test, verbose=0)
-    hidden = model.layers[0]
+    return accuracy, hidden
+
+
+def test_digits_mlp_tn_hidden_layer_learns_beyond_its_frozen_control():
+    """Regression caught: a generator whose kernel does not learn (no
+    gradient reaching the cores, a kernel cached from the initial
+    values). The control is the same model with the TN layer frozen (its
+    random kernel as fixed features, ~0.68 on held-out digits); the
+    trained one reaches ~0.91 (measured on TensorFlow, seed 0) with a
+    164-number generator for a 64x64 kernel."""
+    trained, hidden = _accuracy(True)
+    frozen, _ = _accuracy(False)
     assert hidden.count_params() < hidden.dense_params / 20
-    assert accuracy >= 0.90, accuracy
+    assert trained >= frozen + 0.15, (trained, frozen)
+    assert trained >= 0.85, trained

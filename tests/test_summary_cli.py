@@ -1,6 +1,7 @@
 """`keras_adntn.summary` and the `summary` / `export` CLI commands."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -154,6 +155,19 @@ def test_cli_export(saved, tmp_path, capsys):
     flash = os.path.getsize(out)
     assert f"file={flash:,} bytes" in printed
     assert "mode=on_the_fly" in printed and "TFLite Micro (measured)" in printed
+    # --sram 64K reached the export as a 65,536-byte arena budget and the
+    # measured arena meets it (regression caught: --sram dropped or
+    # misparsed, e.g. 64K read as 64,000, or the budget not enforced)
+    found = re.search(
+        r"TFLite Micro \(measured\): arena ([\d,]+) bytes "
+        r"\((within|OVER) the budget of ([\d,]+)\)",
+        printed,
+    )
+    assert found, printed
+    arena, verdict, budget = found.groups()
+    assert int(budget.replace(",", "")) == 64 * 1024
+    assert 0 < int(arena.replace(",", "")) <= 64 * 1024
+    assert verdict == "within"
     if compare:
         table = printed.split("Every deployment, measured on TensorFlow")[1]
         for label in ("Dense twin", "cached float32", "on the fly float32"):

@@ -219,6 +219,28 @@ def test_tnconv2d_both_modes(tmp_path):
             assert not PERSISTENT_COPY_OPS & set(report.layers[0].ops)
 
 
+def test_every_layer_type_exports_from_this_backend(tmp_path):
+    """On every backend (jax / torch: through the TensorFlow subprocess),
+    one model holding a TNDense of each network and a TNConv2D converts
+    to builtin ops only and gives this backend's outputs. Regression
+    caught: a layer whose saved file does not reload in the TensorFlow
+    process, or whose generated kernel differs there (a backend-dependent
+    generator), which the TensorFlow-only tests cannot see."""
+    from keras_adntn import TNConv2D
+
+    inputs = keras.Input((6, 6, 2))
+    h = TNConv2D(4, 3, seed=0)(inputs)
+    h = keras.layers.Flatten()(h)
+    for k, network in enumerate(NETWORKS):
+        h = TNDense(16, network=network, activation="elu", seed=k)(h)
+    model = keras.Model(inputs, h)
+    report = export_litert(model, tmp_path / "all.tflite", mode="cached")
+    route = "in-process" if BACKEND == "tensorflow" else "subprocess"
+    assert report.route == route
+    _assert_builtin_tflm(report)
+    assert _rel_error(model, report.path, _inputs((1, 6, 6, 2))) <= PARITY
+
+
 # -- on the microcontroller: arena budgets, measured on TFLite Micro ----------
 @tf_backend_only
 def test_arena_budget_is_met_on_tflm(tmp_path):
@@ -473,6 +495,36 @@ def test_report_table_and_dict(tmp_path):
     # every op of the loop body belongs to the layer, none to "(other)"
     assert "(other)" not in [row.name for row in report.layers]
     assert report.layers[0].ops["WHILE"] == 1
+
+
+def test_activation_byte_estimates():
+    """`activation_bytes` and `peak_activation_bytes` (printed in the
+    report when TFLM is not installed) on a hand-built float32 chain
+    x(1x8) -> FC 16 -> relu -> FC 32 -> FC 4, whose sizes are known:
+    outputs 64 + 128 + 16 = 208 bytes; alive at once at most the 64-byte
+    and 128-byte hidden tensors (192; the input is dead after the first
+    op). Regression caught: a peak that never frees tensors (240), that
+    forgets the running op's inputs (128), or a sum that counts the
+    constant weights."""
+    import tensorflow as tf
+
+    from keras_adntn.export.report import analyze_flatbuffer
+
+    rng = np.random.default_rng(0)
+    shapes = [(8, 16), (16, 32), (32, 4)]
+    w1, w2, w3 = (rng.standard_normal(s).astype("f4") for s in shapes)
+
+    @tf.function(input_signature=[tf.TensorSpec((1, 8), tf.float32)])
+    def chain(x):
+        return tf.matmul(tf.matmul(tf.nn.relu(tf.matmul(x, w1)), w2), w3)
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [chain.get_concrete_function()], chain
+    )
+    result = analyze_flatbuffer(converter.convert())
+    assert result["ops"] == {"FULLY_CONNECTED": 3}
+    assert result["activation_bytes"] == 4 * (16 + 32 + 4)
+    assert result["peak_activation_bytes"] == 4 * (16 + 32)
 
 
 @pytest.mark.parametrize(

@@ -1,3 +1,4 @@
+import csv
 import os
 
 import keras
@@ -174,7 +175,7 @@ def test_fit_evaluate_predict_with_callbacks(tmp_path):
     model.compile(optimizer="adam", loss="mse")
     x = contract.random_inputs((64, 10))
     y = x.sum(axis=1, keepdims=True)
-    csv = os.path.join(tmp_path, "log.csv")
+    log = os.path.join(tmp_path, "log.csv")
     ckpt = os.path.join(tmp_path, "best.keras")
     history = model.fit(
         x,
@@ -185,14 +186,26 @@ def test_fit_evaluate_predict_with_callbacks(tmp_path):
         callbacks=[
             keras.callbacks.EarlyStopping(patience=1),
             keras.callbacks.ModelCheckpoint(ckpt, save_best_only=True),
-            keras.callbacks.CSVLogger(csv),
+            keras.callbacks.CSVLogger(log),
         ],
     )
-    assert os.path.exists(ckpt) and os.path.exists(csv)
-    assert "val_loss" in history.history
-    assert np.isfinite(model.evaluate(x, y, verbose=0))
+    # regressions caught: callbacks not given the epoch logs, a
+    # checkpoint that does not restore the generated weights, a model
+    # that does not learn under fit
+    logs = history.history
+    epochs = len(logs["loss"])
+    assert epochs >= 2 and logs["loss"][-1] < logs["loss"][0]
+    with open(log) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == epochs
+    np.testing.assert_allclose(
+        [float(r["val_loss"]) for r in rows], logs["val_loss"], rtol=1e-5
+    )
+    # the checkpoint is the best epoch's model: its validation loss is the
+    # smallest logged (validation_split takes the last 25 %)
     reloaded = keras.models.load_model(ckpt)
-    assert reloaded.predict(x, verbose=0).shape == (64, 1)
+    val = reloaded.evaluate(x[48:], y[48:], verbose=0)
+    np.testing.assert_allclose(val, min(logs["val_loss"]), rtol=1e-4)
 
 
 @pytest.mark.parametrize(

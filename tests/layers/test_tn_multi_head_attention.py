@@ -291,16 +291,31 @@ def test_jit_compile_fit():
     contract.check_jit_fit(model, x, x)
 
 
-def test_mixed_precision():
+class _SelfAttention(keras.layers.Layer):
+    """`layer(x)` = `TNMultiHeadAttention(x, x)`, for the contract check."""
+
+    def __init__(self, **kwargs):
+        super().__init__()
+        self.attention = TNMultiHeadAttention(2, 4, seed=0, **kwargs)
+
+    def call(self, x):
+        return self.attention(x, x)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision(policy):
+    """Regression caught: attention (or its generated kernels) computed
+    in float32 under a mixed policy, float16 variables, or float16
+    outputs that drift from the float32 layer's (softmax overflow, a
+    kernel generated in half precision without float32 accumulation)."""
     x = contract.random_inputs((2, 4, 8))
-    keras.config.set_dtype_policy("mixed_float16")
+    contract.check_mixed_precision(_SelfAttention, x, policy)
+    keras.config.set_dtype_policy(policy)
     try:
         layer = TNMultiHeadAttention(2, 4, seed=0)
-        y, scores = layer(x, x, return_attention_scores=True)
-        dtypes = {keras.backend.standardize_dtype(t.dtype) for t in (y, scores)}
-        assert dtypes == {"float16"}
-        assert all(v.dtype == "float32" for v in layer.weights)
-        assert np.isfinite(_np(ops.cast(layer(x, x), "float32"))).all()
+        _, scores = layer(x, x, return_attention_scores=True)
+        dtype = keras.backend.standardize_dtype(scores.dtype)
+        assert dtype == policy.split("_")[1]
     finally:
         keras.config.set_dtype_policy("float32")
 
@@ -345,23 +360,42 @@ def test_bad_arguments_raise():
         )
 
 
-def test_transformer_classifier_learns():
-    # Label: does token 1 occur more often than token 2 in the sequence?
-    rng = np.random.default_rng(0)
-    tokens = rng.integers(1, 6, size=(512, 10))
-    labels = ((tokens == 1).sum(1) > (tokens == 2).sum(1)).astype("int32")
+def _token_classifier(attention):
     keras.utils.set_random_seed(0)
-    inputs = keras.Input((10,), dtype="int32")
+    inputs = keras.Input((8,), dtype="int32")
     h = keras.layers.Embedding(6, 16)(inputs)
-    h = TNMultiHeadAttention(2, 8, seed=0)(h, h)
+    if attention:
+        h = TNMultiHeadAttention(2, 8, seed=0)(h, h)
     h = keras.layers.GlobalAveragePooling1D()(h)
-    outputs = keras.layers.Dense(2)(h)
-    model = keras.Model(inputs, outputs)
+    model = keras.Model(inputs, keras.layers.Dense(2)(h))
     model.compile(
         optimizer=keras.optimizers.Adam(1e-2),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
     )
-    first = model.evaluate(tokens, labels, verbose=0)
-    model.fit(tokens, labels, batch_size=64, epochs=5, verbose=0)
-    last = model.evaluate(tokens, labels, verbose=0)
-    assert last <= 0.5 * first, (first, last)
+    return model
+
+
+def test_transformer_classifier_learns():
+    """Label: exactly one of the tokens 1 and 2 occurs in the sequence
+    (an XOR of two presences). Without attention, the pooled embeddings
+    give a linear function of the token counts, which cannot express it
+    (0.76 held out, the control below); with TNMultiHeadAttention the
+    same model reaches 0.98 (TensorFlow, seed 0). Regression caught: an
+    attention layer whose generated kernels do not learn or whose
+    scores do not mix the tokens (it then scores like the control)."""
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(1, 6, size=(1024, 8))
+    labels = ((tokens == 1).any(1) ^ (tokens == 2).any(1)).astype("int32")
+    train, test = slice(0, 768), slice(768, None)
+    scores = {}
+    for attention in (True, False):
+        model = _token_classifier(attention)
+        model.fit(
+            tokens[train], labels[train], batch_size=64, epochs=10, verbose=0
+        )
+        scores[attention] = model.evaluate(
+            tokens[test], labels[test], verbose=0
+        )[1]
+    assert scores[True] >= scores[False] + 0.1, scores
+    assert scores[True] >= 0.9, scores
