@@ -120,5 +120,7 @@ class _TfOps:
         pads = [[0, 0]] * (len(x.shape) - 1) + [[0, extra]]
         return self.tf.pad(x, pads)
 
-    def crop_last(self, x, size):
-        return x[..., :size]
+    def crop_axis(self, x, size, axis):
+        index = [slice(None)] * len(x.shape)
+        index[axis] = slice(0, size)
+        return x[tuple(index)]

@@ -201,6 +201,14 @@ class GeneratedKernel(keras.layers.Layer):
             self, shapes, self.execution, extra_sources=[self._int8]
         )
         self.built = True
+        if self.execution == "factorized":
+            reason = self.factorized_reason()
+            if reason is not None:
+                raise ValueError(
+                    "`execution='factorized'` contracts the input with the "
+                    f"generator's cores, but {reason}. Use execution='auto' "
+                    "(it forms the kernel where it must) or 'on_the_fly'."
+                )
 
     def _check_orthogonal(self):
         """`generator_init="orthogonal"` is exact only where the kernel is
@@ -326,24 +334,67 @@ class GeneratedKernel(keras.layers.Layer):
                 "mode_order='flat' mixes the kernel's input and output "
                 "digits; use mode_order='paired'"
             )
-        if len(self.dims) != 2:
-            return f"a kernel of rank {len(self.dims)} is not a matrix"
+        if len(self.dims) not in (2, 4):
+            return (
+                f"a kernel of rank {len(self.dims)} is neither a matrix nor "
+                "a 2-D convolution"
+            )
+        if len(self.dims) == 4 and self._spatial_sites() is None:
+            return (
+                f"the kernel's spatial digits ({self._spatial_leaves()} "
+                "leaves) end inside an MPO site, so the spatial and channel "
+                "factors do not separate (an odd number of spatial digits, "
+                "e.g. kernel_size (3, 1))"
+            )
         if self.kernel_constraint is not None:
             return "`kernel_constraint` acts on the formed kernel"
         return None
 
+    def _spatial_leaves(self) -> int:
+        """Leaves of a conv kernel's spatial digits (they come first)."""
+        return sum(self.tensorization.digits[:-2])
+
+    def _spatial_sites(self):
+        """The MPO sites holding exactly a conv kernel's spatial digits
+        (None where a site mixes spatial and channel digits)."""
+        return self.network.lead_sites(self._spatial_leaves())
+
     def factorized_plan(self, rows=None, in_dim=None):
         """The `networks.factorized.FactorizedPlan` for `rows` input rows
-        of `in_dim` features (default: the kernel's rows); one per pair,
+        of `in_dim` features (default: the kernel's rows); for a conv
+        kernel, the plan of its channel sites (input channels to output
+        channels, with the bond to the spatial sites). One per pair,
         computed once."""
         plans = self.__dict__.setdefault("_plans", {})
-        in_dim = self.dims[0] if in_dim is None else int(in_dim)
+        in_dim = self.dims[-2] if in_dim is None else int(in_dim)
         key = (128 if rows is None else int(rows), in_dim)
         if key not in plans:
+            first = 0 if len(self.dims) == 2 else len(self._spatial_sites())
             plans[key] = self.network.factorized_plan(
-                in_dim, self.dims[1], rows=key[0]
+                in_dim, self.dims[-1], rows=key[0], first_site=first
             )
         return plans[key]
+
+    def _factorized_wins(self, rows) -> bool:
+        """The cost model: contracting beats generating for `rows`
+        input rows (pixels, for a conv kernel)."""
+        plan = self.factorized_plan(rows)
+        if len(self.dims) == 2:
+            return plan.factorized_seconds(rows) < plan.generated_seconds(
+                rows
+            )
+        # conv: channel sites per pixel, then a depthwise conv over
+        # (groups, out channels, bond) with the spatial factor; against
+        # generating the kernel and a conv (im2col-sized matmul)
+        taps = math.prod(self.dims[:-2])
+        g, out = self.spec.generator_groups, self.dims[-1]
+        fac = plan.factorized_seconds(rows) + factorized.move_seconds(
+            rows * g * out * plan.lead_bond * taps
+        )
+        whole = self.network.factorized_plan(
+            math.prod(self.dims[:-1]), out, rows=rows
+        )
+        return fac < whole.generated_seconds(rows)
 
     def execution_path(self, shape, training=None) -> str:
         """Which path a call with inputs of `shape` takes: `"factorized"`
@@ -363,10 +414,7 @@ class GeneratedKernel(keras.layers.Layer):
         if self.execution == "factorized":
             return "factorized"
         rows = factorized.rows_of(tuple(shape))
-        plan = self.factorized_plan(rows)
-        if plan.factorized_seconds(rows) < plan.generated_seconds(rows):
-            return "factorized"
-        return "generated"
+        return "factorized" if self._factorized_wins(rows) else "generated"
 
     def factorized_matmul(self, x, part=None):
         """`x @ kernel` (float32, `(..., rows)` -> `(..., columns)`) taken
@@ -398,6 +446,54 @@ class GeneratedKernel(keras.layers.Layer):
             return y
         lead = ops.shape(x)[:-1]
         return ops.reshape(y, (*lead, y.shape[-1]))
+
+    def factorized_conv(self, x, strides, padding, dilation_rate):
+        """A channels-last 2-D convolution of `x` (float32, `(batch, h, w,
+        c_in)`) with the kernel, taken from the cores: the channel sites
+        map every pixel to `(groups, filters, a)` (`a`: the bond to the
+        spatial sites), then a depthwise convolution with the spatial
+        factor `(kh, kw, a)` and a sum over `a`. The kernel is never
+        formed."""
+        x = ops.cast(x, "float32")
+        kh, kw, c_in, out = self.dims
+        g = self.spec.generator_groups
+        rows = factorized.rows_of(tuple(x.shape))
+        plan = self.factorized_plan(rows, c_in)
+        a = plan.lead_bond
+        cores = self.network.active_cores()
+        xp = factorized.KerasFactorOps()
+        matrices = plan.block_matrices(cores, xp)
+        lead = ops.shape(x)[:3]
+        z = plan.apply(ops.reshape(x, (-1, c_in)), matrices, xp)
+        z = ops.reshape(z, (*lead, g * out * a))
+        # the spatial factor: (G, P_kh * P_kw, a), cropped to (kh, kw)
+        spatial = None
+        for name in self._spatial_sites():
+            core = cores[name]
+            _, b_in, q, b_out = core.shape
+            if spatial is None:
+                spatial = ops.reshape(core, (g, q, b_out))
+                continue
+            spatial = ops.matmul(spatial, ops.reshape(core, (g, b_in, -1)))
+            spatial = ops.reshape(spatial, (g, -1, b_out))
+        p_kh, p_kw = self.tensorization.padded[:2]
+        spatial = ops.reshape(spatial, (g, p_kh, p_kw, a))[:, :kh, :kw, :]
+        spatial = ops.transpose(spatial, (1, 2, 0, 3))
+        depthwise = ops.reshape(spatial, (kh, kw, g, 1, a))
+        depthwise = ops.multiply(
+            depthwise, ops.ones((1, 1, 1, out, 1), "float32")
+        )
+        depthwise = ops.reshape(depthwise, (kh, kw, g * out * a, 1))
+        y = ops.depthwise_conv(
+            z,
+            depthwise,
+            strides=strides,
+            padding=padding,
+            data_format="channels_last",
+            dilation_rate=dilation_rate,
+        )
+        y = ops.reshape(y, (*ops.shape(y)[:3], g * out, a))
+        return ops.sum(y, axis=-1)
 
     def _part_columns(self, name):
         """`(start column within a group, index, columns)` of a part."""

@@ -151,8 +151,8 @@ class GeneratorLayer(keras.layers.Layer):
             )
         elif spec.mode_order != "paired":
             reason = "mode_order='flat' mixes input and output digits"
-        elif self.kernel_regularizer is not None:
-            reason = "`kernel_regularizer` needs the formed kernel"
+        elif self._factorized_blocker() is not None:
+            reason = self._factorized_blocker()
         elif self.kernel_constraint is not None:
             reason = "`kernel_constraint` acts on the formed kernel"
         elif self._kernel_quantization is not None:
@@ -248,9 +248,17 @@ class GeneratorLayer(keras.layers.Layer):
         `GeneratedKernel.execution_path`); never factorized while a
         `kernel_regularizer` needs the formed kernel."""
         path = kernel.execution_path(shape, training)
-        if path == "factorized" and self.kernel_regularizer is not None:
+        if path == "factorized" and self._factorized_blocker() is not None:
             return "generated"
         return path
+
+    def _factorized_blocker(self):
+        """Why this layer cannot take its kernels' factorized path (a
+        sentence), or None: a `kernel_regularizer` needs the formed
+        kernel. Subclasses add their own conditions."""
+        if self.kernel_regularizer is not None:
+            return "`kernel_regularizer` needs the formed kernel"
+        return None
 
     def execution_paths(self, rows: int = 128, training: bool = True) -> dict:
         """Which path each generated kernel takes for `rows` input rows:

@@ -236,6 +236,18 @@ class TNConv2D(GeneratorLayer):
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
         self.input_spec = keras.layers.InputSpec(min_ndim=4)
+        if self.execution == "factorized":
+            self._check_factorized()
+
+    def _factorized_blocker(self):
+        reason = super()._factorized_blocker()
+        if reason is None and getattr(self, "conv_groups", 1) != 1:
+            reason = "channel `groups` > 1 are not contracted yet"
+        if reason is None and getattr(
+            self, "data_format", "channels_last"
+        ) != "channels_last":
+            reason = "data_format='channels_first' is not contracted yet"
+        return reason
 
     @property
     def groups(self):
@@ -332,8 +344,16 @@ class TNConv2D(GeneratorLayer):
             # Dense do (backend convolutions reject mixed dtypes)
             inputs = ops.cast(inputs, self.compute_dtype)
         x = executors.device_matmul(self, inputs)  # an export's schedule
-        if x is None:
-            kernel = self.generated_kernel.kernels(training)["kernel"]
+        gk = self.generated_kernel
+        if x is None and (
+            self._kernel_path(gk, inputs.shape, training) == "factorized"
+        ):
+            x = gk.factorized_conv(
+                inputs, self.strides, self.padding, self.dilation_rate
+            )
+            x = ops.cast(x, self.compute_dtype)
+        elif x is None:
+            kernel = gk.kernels(training)["kernel"]
             self._regularize([kernel])
             kernel = ops.cast(kernel, self.compute_dtype)
             x = ops.conv(

@@ -86,6 +86,11 @@ def _move_seconds(entries):
     return 8.0 * entries / _BYTES + _OP
 
 
+def move_seconds(entries) -> float:
+    """Modeled seconds of one pass over `entries` float32 numbers."""
+    return _move_seconds(entries)
+
+
 class FactorizedPlan:
     """How to multiply `(rows, in_dim)` inputs by an MPO-made kernel.
 
@@ -250,13 +255,20 @@ class FactorizedPlan:
             )
         return out
 
+    @property
+    def lead_bond(self) -> int:
+        """The bond left of the first site: 1 for a whole MPO; for the
+        channel sites of a conv kernel, the bond to its spatial sites."""
+        return self.units[0][2]
+
     def apply(self, x, matrices, xp):
         """`x` `(rows, in_dim)` times the kernel: `(rows, groups *
-        out_dim)`, the groups side by side (the kernel's column order).
+        out_dim)`, the groups side by side (the kernel's column order);
+        with a `lead_bond` `a > 1`, `(rows, groups * out_dim * a)`.
 
         `matrices` are `block_matrices(...)`; `xp` needs `reshape`,
-        `transpose`, `matmul`, `pad` and `crop` (rows may be dynamic:
-        they are the one `-1` of every reshape).
+        `transpose`, `matmul`, `pad_last` and `crop_axis` (rows may be
+        dynamic: they are the one `-1` of every reshape).
         """
         g = self.groups
         if self.in_size > self.in_dim:
@@ -289,12 +301,14 @@ class FactorizedPlan:
                 state = xp.transpose(state, perm)
             o_done *= k_out
         lead = (g,) if grouped else ()
-        state = xp.reshape(state, (*lead, -1, self.out_size))
+        a = self.lead_bond
+        state = xp.reshape(state, (*lead, -1, self.out_size, a))
         if grouped and g > 1:
-            state = xp.transpose(state, (1, 0, 2))
+            state = xp.transpose(state, (1, 0, 2, 3))
         if self.out_size > self.out_dim:
-            state = xp.crop_last(state, self.out_dim)
-        return xp.reshape(state, (-1, g * self.out_dim))
+            state = xp.reshape(state, (-1, g, self.out_size, a))
+            state = xp.crop_axis(state, self.out_dim, 2)
+        return xp.reshape(state, (-1, g * self.out_dim * a))
 
 
 class KerasFactorOps:
@@ -309,8 +323,10 @@ class KerasFactorOps:
         return ops.pad(x, [[0, 0]] * (len(x.shape) - 1) + [[0, extra]])
 
     @staticmethod
-    def crop_last(x, size):
-        return x[..., :size]
+    def crop_axis(x, size, axis):
+        index = [slice(None)] * len(x.shape)
+        index[axis] = slice(0, size)
+        return x[tuple(index)]
 
 
 def numpy_apply(plan, x, cores):
@@ -334,8 +350,10 @@ class NumpyFactorOps:
         return np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, extra)])
 
     @staticmethod
-    def crop_last(x, size):
-        return x[..., :size]
+    def crop_axis(x, size, axis):
+        index = [slice(None)] * x.ndim
+        index[axis] = slice(0, size)
+        return x[tuple(index)]
 
 
 def blocks_summary(plan) -> str:

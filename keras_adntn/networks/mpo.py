@@ -39,32 +39,54 @@ class MPO(GeneratorNetwork):
     factorizable = True
 
     def factorized_plan(
-        self, in_dim, out_dim, rows=None, max_block_entries=None
+        self,
+        in_dim,
+        out_dim,
+        rows=None,
+        max_block_entries=None,
+        first_site=0,
     ) -> FactorizedPlan:
         """The plan of `x @ W` without forming `W` (see
         `networks.factorized`), for a kernel of `in_dim` rows and
-        `out_dim` columns per group whose leaves are `output_leaves`."""
+        `out_dim` columns per group whose leaves are `output_leaves`;
+        `first_site > 0`: of the sites from there on only (a conv kernel's
+        channel sites, `lead_sites`)."""
         if self.output_leaves is None:
             raise ValueError(
                 "factorized execution needs the kernel's input and output "
                 "digits apart (mode_order='paired'); got "
                 "mode_order='flat'."
             )
+        sites = self._sites[first_site:]
+        skipped = sum(m for _, m in self._sites[:first_site])
+        extra = {}
+        if max_block_entries is not None:
+            extra["max_block_entries"] = max_block_entries
         return FactorizedPlan(
-            self._sites,
-            {name: self._shape(name) for name, _ in self._sites},
-            self.output_leaves,
+            sites,
+            {name: self._shape(name) for name, _ in sites},
+            self.output_leaves[skipped:],
             self.radix,
             self.groups,
             in_dim,
             out_dim,
             rows=rows,
-            **(
-                {}
-                if max_block_entries is None
-                else {"max_block_entries": max_block_entries}
-            ),
+            **extra,
         )
+
+    def lead_sites(self, leaves: int):
+        """The names of the sites that hold exactly the first `leaves`
+        leaves (a conv kernel's spatial digits), or None where a site
+        holds digits on both sides."""
+        names, count = [], 0
+        for name, m in self._sites:
+            if count == leaves:
+                return names
+            if count > leaves:
+                return None
+            names.append(name)
+            count += m
+        return names if count == leaves else None
 
     def _orthogonal_cores(self, rng, draw):
         roles = self.leaf_roles()

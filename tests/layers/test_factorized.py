@@ -258,3 +258,66 @@ def test_attention_projections_factorized():
             "factorized": {"factorized"},
             "on_the_fly": {"generated"},
         }
+
+
+@pytest.mark.parametrize(
+    "kernel_size, strides, padding, dilation, groups",
+    [
+        (3, 1, "same", 1, 1),
+        (5, 2, "valid", 1, 2),
+        (1, 1, "same", 1, 1),
+        (3, 1, "same", 2, 4),
+    ],
+)
+def test_conv_factorized_matches_generated(
+    kernel_size, strides, padding, dilation, groups
+):
+    # catches: a spatial factor cropped or ordered differently from the
+    # generated kernel, strides / padding / dilation not honoured, or a
+    # group layout error (channel sites, then the depthwise spatial step)
+    from keras_adntn import TNConv2D
+
+    x = contract.random_inputs((2, 11, 13, 6))
+    outs = {}
+    for execution in ("factorized", "on_the_fly"):
+        layer = TNConv2D(
+            8,
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            dilation_rate=dilation,
+            network="mpo",
+            generator_groups=groups,
+            seed=1,
+            execution=execution,
+        )
+        outs[execution] = ops.convert_to_numpy(layer(x))
+    ref = outs["on_the_fly"]
+    assert np.abs(outs["factorized"] - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+def test_conv_factorized_gradients_and_errors():
+    # catches: gradients missing a spatial or channel core; and a silent
+    # fallback where the factors cannot separate
+    from keras_adntn import TNConv2D
+
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 4)),
+            TNConv2D(
+                6, 3, network="mpo", execution="factorized", seed=0
+            ),
+        ]
+    )
+    x = contract.random_inputs((4, 8, 8, 4))
+    y = contract.random_inputs((4, 6, 6, 6), seed=1)
+    contract.check_every_variable_learns(model, x, y)
+    with pytest.raises(ValueError, match="spatial digits"):
+        TNConv2D(4, (3, 1), network="mpo", execution="factorized").build(
+            (None, 8, 8, 4)
+        )
+    with pytest.raises(ValueError, match="groups"):
+        TNConv2D(4, 3, groups=2, network="mpo", execution="factorized")
+    auto = TNConv2D(4, (3, 1), network="mpo", seed=0)
+    auto.build((None, 8, 8, 4))
+    assert auto.execution_paths(64) == {"generated_kernel": "generated"}
