@@ -154,7 +154,8 @@ def test_cli_export(saved, tmp_path, capsys):
     # the report of the file written, measured on TFLM
     flash = os.path.getsize(out)
     assert f"file={flash:,} bytes" in printed
-    assert "mode=on_the_fly" in printed and "TFLite Micro (measured)" in printed
+    # the default mode: factorized (on the fly for the non-mpo layers here)
+    assert "mode=factorized" in printed and "TFLite Micro (measured)" in printed
     # --sram 64K reached the export as a 65,536-byte arena budget and the
     # measured arena meets it (regression caught: --sram dropped or
     # misparsed, e.g. 64K read as 64,000, or the budget not enforced)
