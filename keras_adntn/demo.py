@@ -26,6 +26,12 @@ import time
 CONTROLS = ("frozen random", "frozen orth", "removed")
 GENERATORS = ("ttn", "attn", "mera", "brickwall", "mpo", "mpo orth")
 IMAGE_UNITS = 1024
+# the verdict: the trained Dense layer must add at least 2 accuracy points
+# over removing the layer (else no layer can be told apart from another on
+# a few hundred test examples), and the best generated layer must beat the
+# best control by at least 1 point
+MIN_DENSE_GAIN = 0.02
+MIN_MARGIN = 0.01
 
 
 def _hidden_layer(kind: str, width: int):
@@ -123,6 +129,12 @@ def _train_rows(title, front, data, kinds, width, epochs, optimizer, batch):
             optimizer=optimizer(),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
+            # XLA for the generated layers: 2x faster steps on TensorFlow,
+            # where "auto" does not compile (measured 84 vs 169 ms a step);
+            # the other rows do not repay XLA's compile time; torch eager
+            jit_compile=kind in GENERATORS
+            and keras.backend.backend() in ("tensorflow", "jax")
+            or "auto",
         )
         start = time.perf_counter()
         model.fit(x_train, y_train, epochs=epochs, batch_size=batch, verbose=0)
@@ -155,10 +167,12 @@ def verdict(rows) -> str:
     """One line: does the best generated layer beat both controls?"""
     gain = gains(rows)
     by_kind = {row[0]: row for row in rows}
-    if by_kind["dense"][3] - by_kind["removed"][3] < 0.01:
+    worth = by_kind["dense"][3] - by_kind["removed"][3]
+    if worth < MIN_DENSE_GAIN:
         return (
-            "the trained Dense layer is not 1 point better than removing "
-            "it: no layer is worth its parameters here"
+            f"the trained Dense layer adds {100 * worth:.1f} points over "
+            f"removing it: too little to tell layers apart (no layer is "
+            f"clearly worth its parameters here)"
         )
     generated = [k for k in gain if k in GENERATORS]
     best = max(generated, key=lambda k: gain[k])
@@ -166,7 +180,8 @@ def verdict(rows) -> str:
     control = max(controls, key=lambda k: gain[k])
     ratio = by_kind[best][2] / by_kind[best][1]
     head = f"{best} recovers {gain[best]:.2f} of the dense gain at {ratio:.0f}x"
-    if gain[best] > gain[control]:
+    margin = by_kind[best][3] - by_kind[control][3]
+    if margin >= MIN_MARGIN:
         return (
             f"{head}, above both controls (best control: {control} "
             f"{gain[control]:.2f}): the generated layer pays here"
@@ -230,7 +245,7 @@ def demo(
         ]
 
     image = image_task(image_samples)
-    image_kinds = ["dense", "ttn", "mpo", "frozen random", "removed"]
+    image_kinds = ["dense", "ttn", "frozen random", "removed"]
     image_rows, image_models = _train_rows(
         "image",
         conv_front,
@@ -241,7 +256,7 @@ def demo(
         adamw,
         128,
     )
-    digit_kinds = ["dense", "ttn", "mpo", "mpo orth"]
+    digit_kinds = ["dense", "ttn", "mpo orth"]
     digit_kinds += ["frozen random", "frozen orth", "removed"]
     if width & (width - 1):  # the orthogonal MPO needs a power of two
         print(f"  (no 'mpo orth' rows: width {width} is not a power of 2)")
@@ -398,11 +413,16 @@ def _demo_plot(panels, path):
 def _short_verdict(rows) -> str:
     gain = gains(rows)
     by_kind = {row[0]: row for row in rows}
-    if by_kind["dense"][3] - by_kind["removed"][3] < 0.01:
-        return "the layer under test does not matter (dense ~ removed)"
+    worth = by_kind["dense"][3] - by_kind["removed"][3]
+    if worth < MIN_DENSE_GAIN:
+        return (
+            f"the layer under test adds {100 * worth:.1f} points:\n"
+            f"too little to tell layers apart"
+        )
     best = max((k for k in gain if k in GENERATORS), key=gain.get)
     control = max((k for k in gain if k in CONTROLS), key=gain.get)
-    beats = "beats" if gain[best] > gain[control] else "does not beat"
+    margin = by_kind[best][3] - by_kind[control][3]
+    beats = "beats" if margin >= MIN_MARGIN else "does not beat"
     return (
         f"{best} ({gain[best]:.2f} of the dense gain) {beats} the controls"
         f"\n(best control: {control}, {gain[control]:.2f})"

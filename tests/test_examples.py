@@ -108,4 +108,4 @@ def test_demo_verdict_names_the_winner_over_both_controls():
             ("removed", 0, 9, 0.5, 0),
         ]
     )
-    assert "no layer is worth its parameters" in flat
+    assert "too little to tell layers apart" in flat
