@@ -611,7 +611,13 @@ def main(argv=None) -> int:
                 parser.error("--epochs, --width and --samples must be >= 1")
             from keras_adntn.demo import demo
 
-            demo(args.epochs, args.width, args.out, args.samples)
+            demo(
+                args.epochs,
+                args.width,
+                args.out,
+                args.samples,
+                verbose=verbosity == "verbose",
+            )
         elif args.command == "summary":
             summary_command(args.model)
         elif args.command == "export":

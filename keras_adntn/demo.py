@@ -214,6 +214,7 @@ def demo(
     width: int = 256,
     out_dir: str = "adntn_demo",
     image_samples: int = 4000,
+    verbose: bool = False,
 ) -> dict:
     """The main job: where a generated layer pays (the image task) and where
     it does not (the digits MLP), LiteRT export, a plot.
@@ -224,6 +225,10 @@ def demo(
         width: width of the digits MLP's hidden layer.
         out_dir: where the `.tflite` files and `demo.png` go.
         image_samples: training images of the image task.
+        verbose: let TensorFlow's start-up lines through where it loads
+            late (the JAX and PyTorch backends: seeding and the export
+            load it); by default they are silenced, as the CLI silences
+            them at start.
 
     Returns:
         `{"image": rows, "digits": rows}`, each row `(kind, trained
@@ -244,6 +249,8 @@ def demo(
             keras.layers.Flatten(),
         ]
 
+    if not verbose:  # keras.utils.set_random_seed loads it otherwise
+        _load_tensorflow_quietly()
     image = image_task(image_samples)
     image_kinds = ["dense", "ttn", "frozen random", "removed"]
     image_rows, image_models = _train_rows(
@@ -290,6 +297,24 @@ def demo(
         os.path.join(out_dir, "demo.png"),
     )
     return {"image": image_rows, "digits": digit_rows}
+
+
+def _load_tensorflow_quietly():
+    """Imports TensorFlow (seeding and the export load it; on the JAX and
+    PyTorch backends it is not loaded yet) with descriptor 2 silenced: its
+    oneDNN and absl start-up lines ignore `TF_CPP_MIN_LOG_LEVEL`."""
+    import sys
+
+    if "tensorflow" in sys.modules:
+        return
+    from keras_adntn.export.tflm import quiet_fd
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        with quiet_fd(2):
+            import tensorflow  # noqa: F401
+    except ImportError:  # the export says what is missing
+        pass
 
 
 def _demo_export(model, x_test, out_dir):

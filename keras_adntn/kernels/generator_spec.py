@@ -167,9 +167,10 @@ class GeneratorSpec:
         network's `latent_order=None` was the default of 0.1.0
         (`ceil(N / 8)` roots), which is `"legacy"` now; configs written
         since say `"auto"` (or an int)."""
-        if config.get("latent_order", "auto") is None and networks.get(
-            config.get("network", "ttn")
-        ).uses_latent_order:
+        if (
+            config.get("latent_order", "auto") is None
+            and networks.get(config.get("network", "ttn")).uses_latent_order
+        ):
             config = {**config, "latent_order": "legacy"}
         return config
 

@@ -49,9 +49,10 @@ def _model(latent_order):
 def test_file_saved_with_the_old_default_loads(tmp_path):
     # 64 x 64 (12 modes): 0.1.0's default made 2 roots, the default now 3
     old = _model("legacy")
-    assert old.get_layer("tn").count_params() != _model(None).get_layer(
-        "tn"
-    ).count_params()
+    assert (
+        old.get_layer("tn").count_params()
+        != _model(None).get_layer("tn").count_params()
+    )
     path = str(tmp_path / "old.keras")
     old.save(path)
     # what 0.1.0 wrote: `"latent_order": null`
@@ -85,6 +86,7 @@ def test_default_round_trips(tmp_path):
     layer = config["config"]["layers"][-1]["config"]
     assert layer["latent_order"] == "auto"
     loaded = keras.saving.load_model(path)
-    assert loaded.get_layer("tn").count_params() == model.get_layer(
-        "tn"
-    ).count_params()
+    assert (
+        loaded.get_layer("tn").count_params()
+        == model.get_layer("tn").count_params()
+    )
