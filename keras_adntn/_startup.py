@@ -37,11 +37,21 @@ if QUIET:
         os.close(_devnull)
     except OSError:  # no real descriptor 2
         _saved_fd = None
+    _original_hook = sys.excepthook
+
+    def _failed_import_hook(*exc_info):
+        """A failed package import still shows its traceback."""
+        finish()
+        _original_hook(*exc_info)
+
+    sys.excepthook = _failed_import_hook
 
 
 def finish() -> None:
     """Restores descriptor 2 and turns the Python loggers down (once)."""
     global _saved_fd
+    if QUIET and sys.excepthook is _failed_import_hook:
+        sys.excepthook = _original_hook
     if _saved_fd is not None:
         sys.stderr.flush()
         os.dup2(_saved_fd, 2)
