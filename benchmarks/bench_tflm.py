@@ -132,8 +132,9 @@ def main(argv=None):
     cases = [
         ("1024 -> TNDense(1024)", dense_model(1024), "64K", 64, 64),
         (
-            "1024 -> TNDense(1024, latent_order=5) (balanced tree)",
-            dense_model(1024, latent_order=5),
+            "1024 -> TNDense(1024, latent_order='legacy') (0.1.0 default "
+            "tree, roots of 7/7/6 leaves)",
+            dense_model(1024, latent_order="legacy"),
             "64K",
             64,
             64,

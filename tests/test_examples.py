@@ -65,15 +65,47 @@ def test_demo_main_job_runs(tmp_path, capsys):
     from keras_adntn.cli import main
 
     out = str(tmp_path / "demo")
-    assert main(["demo", "--epochs", "1", "--width", "32", "--out", out]) == 0
+    args = ["demo", "--epochs", "1", "--width", "32", "--samples", "256"]
+    assert main([*args, "--out", out]) == 0
     printed = capsys.readouterr().out
-    assert "mpo" in printed and printed.count("(ok)") == 2
-    # the two controls sit beside the generated layers, with the gain
-    table = printed[printed.index("hidden layer") :]
-    for row in ("dense", "frozen random", "frozen orth", "mpo orth", "removed"):
-        assert f"\n{row} " in table
-    # the frozen controls train nothing in the layer
-    assert re.search(r"\nfrozen orth +0 +- ", table)
-    assert re.search(r"\nremoved +0 +- +[0-9.]+ +0%", table)
-    assert re.search(r"\ndense +2080 +1\.0x +[0-9.]+ +100%", table)
+    assert printed.count("(ok)") == 2  # both LiteRT files match Keras
+    image = printed[printed.index("1. Image task") : printed.index("2. Digits")]
+    digits = printed[printed.index("2. Digits") : printed.index("gain =")]
+    # the image task: the 1024 x 1024 layer dense, generated, and the two
+    # controls (frozen at random, removed) that train nothing in it
+    assert re.search(r"\ndense +1049600 +1\.0x +[0-9.]+ +1\.00\n", image)
+    assert re.search(r"\nttn +1176 +892\.5x ", image)  # the balanced tree
+    assert re.search(r"\nfrozen random +0 +- ", image)
+    assert re.search(r"\nremoved +0 +- +[0-9.]+ +-?0\.00\n", image)
+    # the digits MLP keeps the orthogonal MPO and its frozen control
+    assert re.search(r"\ndense +2080 +1\.0x +[0-9.]+ +1\.00\n", digits)
+    for row in ("mpo orth", "frozen orth", "frozen random", "removed"):
+        assert f"\n{row} " in digits
+    assert image.count("\nverdict: ") == digits.count("\nverdict: ") == 1
     assert os.path.exists(os.path.join(out, "demo.png"))
+
+
+def test_demo_verdict_names_the_winner_over_both_controls():
+    from keras_adntn.demo import verdict
+
+    def rows(ttn, frozen):
+        accuracy = {"dense": 0.70, "ttn": ttn, "frozen random": frozen}
+        accuracy["removed"] = 0.50
+        return [
+            (k, 1 if k == "ttn" else 0, 886, a, 0.0)
+            for k, a in accuracy.items()
+        ]
+
+    # numbers of the generator_quality image task (seed 0, lr 1e-3)
+    wins = verdict(rows(ttn=0.72, frozen=0.476))
+    assert "ttn recovers 1.10" in wins and "above both controls" in wins
+    loses = verdict(rows(ttn=0.60, frozen=0.65))
+    assert "not above the controls (frozen random 0.75)" in loses
+    flat = verdict(
+        [
+            ("dense", 9, 9, 0.5, 0),
+            ("ttn", 1, 9, 0.6, 0),
+            ("removed", 0, 9, 0.5, 0),
+        ]
+    )
+    assert "too little to tell layers apart" in flat

@@ -205,8 +205,15 @@ def litert_outputs(flatbuffer, values) -> list | None:
     """Runs the file with `ai_edge_litert`'s interpreter (None: inputs do
     not match)."""
     from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import OpResolverType
 
-    interpreter = Interpreter(model_content=flatbuffer)
+    # the built-in kernels only: no XNNPACK delegate (nor its log line)
+    interpreter = Interpreter(
+        model_content=flatbuffer,
+        experimental_op_resolver_type=(
+            OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        ),
+    )
     details = interpreter.get_input_details()
     if len(details) != len(values):
         return None

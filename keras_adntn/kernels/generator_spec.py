@@ -36,7 +36,9 @@ class GeneratorSpec:
         max_bond_dim: None, or the int >= `bond_dim` the cores are
             allocated at (growth capacity).
         radix: size of every tensor mode, int >= 2.
-        latent_order: latent order of the tree networks, or None.
+        latent_order: latent order of the tree networks, or None (the
+            default rule, `networks.ttn.default_latent_order`; `"auto"`
+            is the same, `"legacy"` the default up to 0.1.0).
         depth: levels of a tree network / gate layers of the brick wall, or
             None.
         generator_activation: activation between levels (a name, callable,
@@ -93,9 +95,14 @@ class GeneratorSpec:
                 f"{mode_order!r}."
             )
         self.mode_order = mode_order
-        self.latent_order = check_int(
-            "latent_order", latent_order, 1, allow_none=True
-        )
+        if latent_order == "auto":  # what get_config writes for None
+            latent_order = None
+        if latent_order == "legacy" and cls.uses_latent_order:
+            self.latent_order = latent_order  # the default up to 0.1.0
+        else:
+            self.latent_order = check_int(
+                "latent_order", latent_order, 1, allow_none=True
+            )
         self.depth = check_int("depth", depth, 1, allow_none=True)
         if latent_order is not None and not cls.uses_latent_order:
             raise ValueError(
@@ -140,14 +147,36 @@ class GeneratorSpec:
     def get_config(self) -> dict:
         """The constructor arguments (JSON-serialisable)."""
         config = {name: getattr(self, name) for name in self.FIELDS}
+        if config["latent_order"] is None and self.uses_latent_order:
+            # the default rule by name: a stored None means the rule of
+            # 0.1.0 (`upgrade_config`), so older files rebuild their trees
+            config["latent_order"] = "auto"
         config["generator_activation"] = tn_init.serialize_activations(
             self.generator_activation
         )
         return config
 
+    @property
+    def uses_latent_order(self) -> bool:
+        """Whether `network` is a tree network (takes `latent_order`)."""
+        return self.network_class().uses_latent_order
+
+    @staticmethod
+    def upgrade_config(config: dict) -> dict:
+        """A config saved by an older version, made current: a tree
+        network's `latent_order=None` was the default of 0.1.0
+        (`ceil(N / 8)` roots), which is `"legacy"` now; configs written
+        since say `"auto"` (or an int)."""
+        if (
+            config.get("latent_order", "auto") is None
+            and networks.get(config.get("network", "ttn")).uses_latent_order
+        ):
+            config = {**config, "latent_order": "legacy"}
+        return config
+
     @classmethod
     def from_config(cls, config: dict) -> "GeneratorSpec":
-        return cls(**config)
+        return cls(**cls.upgrade_config(config))
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())

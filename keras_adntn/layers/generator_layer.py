@@ -372,6 +372,11 @@ class GeneratorLayer(keras.layers.Layer):
             )
         self.kernel_quantization = "int8"
 
+    @classmethod
+    def from_config(cls, config):
+        # a tree's `latent_order=None` in an older file: the old default
+        return super().from_config(GeneratorSpec.upgrade_config(config))
+
     def get_config(self):
         config = super().get_config()
         config.update(self.generator_spec.get_config())

@@ -4,6 +4,7 @@ import keras
 from keras import activations
 from keras import ops
 
+from keras_adntn.kernels.generator_spec import GeneratorSpec
 from keras_adntn.kernels.generator_spec import check_int
 from keras_adntn.layers.generator_layer import GeneratorLayer
 from keras_adntn.layers.generator_layer import shared_args
@@ -335,4 +336,4 @@ class TNDense(GeneratorLayer):
         config = dict(config)
         if "groups" in config:  # files saved before `generator_groups`
             config["generator_groups"] = config.pop("groups")
-        return cls(**config)
+        return cls(**GeneratorSpec.upgrade_config(config))

@@ -6,6 +6,7 @@ import math
 import keras
 from keras import ops
 
+from keras_adntn.kernels.generator_spec import GeneratorSpec
 from keras_adntn.kernels.generator_spec import check_int
 from keras_adntn.layers import attention_equations
 from keras_adntn.layers.generator_layer import GeneratorLayer
@@ -812,7 +813,7 @@ class TNMultiHeadAttention(GeneratorLayer):
         config = dict(config)
         if "groups" in config:  # files saved before `generator_groups`
             config["generator_groups"] = config.pop("groups")
-        return cls(**config)
+        return cls(**GeneratorSpec.upgrade_config(config))
 
 
 def _causal_mask(query, value):

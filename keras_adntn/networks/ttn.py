@@ -8,6 +8,43 @@ from keras_adntn.networks.base import GeneratorNetwork
 from keras_adntn.networks.base import bond
 
 LEAVES_PER_ROOT = 8
+# the default latent tensor (bond_dim ** latent_order numbers) stays small
+MAX_DEFAULT_LATENT = 256
+# `latent_order` values naming a default rule (see `default_latent_order`)
+DEFAULT_RULES = ("auto", "legacy")
+
+
+def default_latent_order(num_modes, bond_dim=2, radix=2, rule="auto"):
+    """The default number of tree roots for `num_modes` leaves.
+
+    `"legacy"` (the default up to 0.1.0, kept so files saved then load):
+    `ceil(N / 8)`, roots of at most 8 leaves, shares differing by one where
+    8 does not divide N (20 modes: 7/7/6). `"auto"` (the default now): the
+    fewest roots from `ceil(N / 8)` up to twice that which split N into
+    equal power-of-two shares (balanced subtrees, no pass-through cores:
+    20 modes -> 5 roots of 4, 24 -> 3 of 8), as long as the latent tensor
+    stays at most `MAX_DEFAULT_LATENT` numbers; otherwise the legacy
+    count.
+
+    Example:
+
+    >>> default_latent_order(20), default_latent_order(20, rule="legacy")
+    (5, 3)
+    """
+    n = int(num_modes)
+    legacy = math.ceil(n / LEAVES_PER_ROOT)
+    if rule == "legacy":
+        return legacy
+    if rule != "auto":
+        raise ValueError(f"unknown latent_order rule {rule!r}")
+    for n0 in range(legacy, min(2 * legacy, n) + 1):
+        share, rest = divmod(n, n0)
+        leg = bond(bond_dim, radix, share)
+        if rest == 0 and share & (share - 1) == 0:
+            if leg**n0 <= MAX_DEFAULT_LATENT:
+                return n0
+            break
+    return legacy
 
 
 @keras.saving.register_keras_serializable(package="keras_adntn")
@@ -23,8 +60,11 @@ class TTN(GeneratorNetwork):
     some nodes pass through a level with a `(chi, chi)` core instead of
     splitting. A leg covering `n` leaves has dimension `min(chi, radix**n)`.
 
-    Defaults: `latent_order = ceil(N / 8)` (subtrees of at most 8 leaves,
-    depth 3), or `ceil(N / 2**depth)` when only `depth` is given.
+    Defaults (`latent_order=None` or `"auto"`): balanced roots where N
+    splits into equal power-of-two shares of 4 to 8 leaves (20 modes: 5
+    roots of 4, 24 modes: 3 of 8), else `ceil(N / 8)` (see
+    `default_latent_order`; `"legacy"` is the rule up to 0.1.0), or
+    `ceil(N / 2**depth)` when only `depth` is given.
 
     Takes the arguments of `GeneratorNetwork`.
 
@@ -48,9 +88,13 @@ class TTN(GeneratorNetwork):
             isinstance(depth, bool) or int(depth) != depth or depth < 1
         ):
             raise ValueError(f"`depth` must be an int >= 1, got {depth}.")
-        if n0 is None:
-            per_root = LEAVES_PER_ROOT if depth is None else 2**depth
-            n0 = math.ceil(n / per_root)
+        if n0 is None or n0 in DEFAULT_RULES:
+            if depth is not None:
+                n0 = math.ceil(n / 2**depth)
+            else:
+                n0 = default_latent_order(
+                    n, self.allocated_bond_dim, self.radix, n0 or "auto"
+                )
         elif isinstance(n0, bool) or int(n0) != n0 or not 1 <= n0 <= n:
             raise ValueError(
                 f"`latent_order` must be an int between 1 and the number of "
