@@ -99,7 +99,7 @@ def _export(model, path, mode, quantize=None, budget=None):
 def _row(name, report, twin=None, bias=0):
     """One table row; `bias`: the layer's bias entries (not counted in
     `layer_stored_without_bias`)."""
-    layer = report.layers[0]
+    layer = next(x for x in report.layers if x.class_name.startswith("TN"))
     bias = 4 * int(bias)
     return {
         "name": name,
