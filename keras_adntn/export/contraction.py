@@ -120,7 +120,4 @@ class _TfOps:
         pads = [[0, 0]] * (len(x.shape) - 1) + [[0, extra]]
         return self.tf.pad(x, pads)
 
-    def crop_axis(self, x, size, axis):
-        index = [slice(None)] * len(x.shape)
-        index[axis] = slice(0, size)
-        return x[tuple(index)]
+    crop_axis = staticmethod(factorized.crop_axis)

@@ -311,6 +311,14 @@ class FactorizedPlan:
         return xp.reshape(state, (-1, g * self.out_dim * a))
 
 
+def crop_axis(x, size, axis):
+    """The leading `size` entries of `x` along `axis` (a slice: NumPy,
+    every backend's tensors, TensorFlow graphs alike)."""
+    index = [slice(None)] * len(x.shape)
+    index[axis] = slice(0, size)
+    return x[tuple(index)]
+
+
 class KerasFactorOps:
     """The primitives of `FactorizedPlan` in `keras.ops`."""
 
@@ -322,11 +330,7 @@ class KerasFactorOps:
     def pad_last(x, extra):
         return ops.pad(x, [[0, 0]] * (len(x.shape) - 1) + [[0, extra]])
 
-    @staticmethod
-    def crop_axis(x, size, axis):
-        index = [slice(None)] * len(x.shape)
-        index[axis] = slice(0, size)
-        return x[tuple(index)]
+    crop_axis = staticmethod(crop_axis)
 
 
 def numpy_apply(plan, x, cores):
@@ -349,11 +353,7 @@ class NumpyFactorOps:
     def pad_last(x, extra):
         return np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, extra)])
 
-    @staticmethod
-    def crop_axis(x, size, axis):
-        index = [slice(None)] * x.ndim
-        index[axis] = slice(0, size)
-        return x[tuple(index)]
+    crop_axis = staticmethod(crop_axis)
 
 
 def blocks_summary(plan) -> str:
