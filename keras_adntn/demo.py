@@ -250,7 +250,9 @@ def demo(
         ]
 
     if not verbose:  # keras.utils.set_random_seed loads it otherwise
-        _load_tensorflow_quietly()
+        from keras_adntn.export import tflm
+
+        tflm.load_tensorflow_quietly()
     image = image_task(image_samples)
     image_kinds = ["dense", "ttn", "frozen random", "removed"]
     image_rows, image_models = _train_rows(
@@ -297,24 +299,6 @@ def demo(
         os.path.join(out_dir, "demo.png"),
     )
     return {"image": image_rows, "digits": digit_rows}
-
-
-def _load_tensorflow_quietly():
-    """Imports TensorFlow (seeding and the export load it; on the JAX and
-    PyTorch backends it is not loaded yet) with descriptor 2 silenced: its
-    oneDNN and absl start-up lines ignore `TF_CPP_MIN_LOG_LEVEL`."""
-    import sys
-
-    if "tensorflow" in sys.modules:
-        return
-    from keras_adntn.export.tflm import quiet_fd
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    try:
-        with quiet_fd(2):
-            import tensorflow  # noqa: F401
-    except ImportError:  # the export says what is missing
-        pass
 
 
 def _demo_export(model, x_test, out_dir):

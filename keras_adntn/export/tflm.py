@@ -78,6 +78,20 @@ def quiet_fd(target: int = 2):
         os.close(fd)
 
 
+def load_tensorflow_quietly() -> None:
+    """Imports TensorFlow (the export needs it; on the JAX and PyTorch
+    backends it is not loaded yet) with descriptor 2 silenced: its oneDNN
+    and absl start-up lines ignore `TF_CPP_MIN_LOG_LEVEL`."""
+    if "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        with quiet_fd(2):
+            import tensorflow  # noqa: F401
+    except ImportError:  # the export says what is missing
+        pass
+
+
 def _interpreter(flatbuffer, arena):
     from tflite_micro.python.tflite_micro import runtime
 
