@@ -61,10 +61,12 @@ class FactorizedSchedule:
     @staticmethod
     def applies(layer) -> bool:
         """Whether `layer`'s product can be taken from its cores on the
-        device: a factorizable kernel without int8 QAT rounding."""
+        device: a `TNDense` kernel that is factorizable, without int8 QAT
+        rounding."""
         kernel = getattr(layer, "generated_kernel", None)
         return (
             kernel is not None
+            and len(kernel.dims) == 2  # a TNDense (convs: not yet)
             and kernel.factorized_reason() is None
             and getattr(layer, "kernel_quantization", None) is None
         )
