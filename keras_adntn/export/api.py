@@ -196,6 +196,10 @@ def _tilings(model, mode, budget, batch_size):
             tilings[layer.name] = DenseTiling.for_budget(
                 layer, budget, batch_size or 1
             )
+        elif type(layer) is TNConv2D and mode == "factorized" and (
+            FactorizedSchedule.contracts_in_trace(layer)
+        ):
+            continue  # its own factorized path runs in the trace
         elif type(layer) is TNConv2D and ConvTiling.applies(layer):
             tilings[layer.name] = ConvTiling.for_budget(
                 layer, budget, batch_size or 1

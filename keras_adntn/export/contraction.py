@@ -71,6 +71,20 @@ class FactorizedSchedule:
             and getattr(layer, "kernel_quantization", None) is None
         )
 
+    @staticmethod
+    def contracts_in_trace(layer) -> bool:
+        """Whether `layer` (a `TNConv2D` or `TNMultiHeadAttention`) takes
+        its own factorized path in a `mode="factorized"` trace
+        (`executors.device_contraction`): every kernel contractible and
+        nothing in the layer that needs them formed."""
+        kernels = getattr(layer, "generated_kernels", [])
+        return bool(kernels) and all(
+            k.factorized_reason() is None
+            and k.kernel_quantization is None
+            and layer._factorized_blocker() is None
+            for k in kernels
+        )
+
     @property
     def block_entries(self) -> int:
         """Numbers stored for the layer's product (all blocks)."""

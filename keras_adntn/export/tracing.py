@@ -10,7 +10,11 @@ context variables of `keras_adntn.networks.executors`, how kernels are made:
 - `"factorized"`: as `"on_the_fly"`, except that `TNDense` layers with a
   linear generator take their `device_matmul` from a
   `contraction.FactorizedSchedule` (the input contracted with constant
-  block matrices of the cores; no kernel is made).
+  block matrices of the cores; no kernel is made), and the other layers
+  whose kernels can be contracted (`TNConv2D`, `TNMultiHeadAttention`
+  with `network="mpo"`) run their own factorized path in the trace
+  (`executors.device_contraction`): their block matrices depend on the
+  cores only, so the converter folds them into FULLY_CONNECTED weights.
 - `"on_the_fly"`: `TNDense` layers take their `device_matmul` from a
   `tiling.DenseTiling` (the kernel made and consumed block by block in a
   WHILE loop, its cores constants of the loop body). Other generating
@@ -31,6 +35,7 @@ is a sum of `a` broadcast MULs, a chain step is FULLY_CONNECTED with the
 core as weights, and every transpose has rank <= 5.
 """
 
+import contextlib
 import re
 
 import keras
@@ -155,6 +160,18 @@ class EagerOps(KerasOps):
 
     def take(self, x, index, axis):
         return self._eager("take", x, index, axis)
+
+
+def _constant_reader(tf):
+    """`variable -> its current value` read eagerly (outside the trace)."""
+
+    def read(x):
+        if isinstance(x, keras.Variable):
+            with tf.init_scope():
+                return np.asarray(x.value.numpy())
+        return np.asarray(x)
+
+    return read
 
 
 def generating_layers(model) -> list:
@@ -287,11 +304,16 @@ class Trace:
             ]
             anchor, mapping = _anchor_mapping(tf, untiled, args[0])
             anchor_of[0] = anchor
+            contraction = (
+                executors.device_contraction(_constant_reader(tf))
+                if mode == "factorized"
+                else contextlib.nullcontext()
+            )
             with keras.StatelessScope(state_mapping=mapping):
                 with executors.generation_ops(
                     lambda: DeviceOps(tf, anchor=anchor, reads=reads)
                 ):
-                    with executors.device_schedule(schedule):
+                    with executors.device_schedule(schedule), contraction:
                         return model(inputs, training=False)
 
         self.concrete = tf.function(

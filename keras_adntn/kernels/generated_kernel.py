@@ -403,13 +403,17 @@ class GeneratedKernel(keras.layers.Layer):
         if self.execution == "cached" and not training:
             return "cached"
         if (
-            self.execution == "on_the_fly"
-            or executors.generation_ops_active()
-            or self.factorized_reason() is not None
+            self.factorized_reason() is not None
             # int8 QAT rounds the formed kernel: decided when a function
             # is traced (no branch that XLA would allocate and partition)
             or self._kernel_quantization is not None
         ):
+            return "generated"
+        if executors.generation_ops_active():  # an export trace decides
+            if executors.device_contraction_active():
+                return "factorized"
+            return "generated"
+        if self.execution == "on_the_fly":
             return "generated"
         if self.execution == "factorized":
             return "factorized"
@@ -431,9 +435,8 @@ class GeneratedKernel(keras.layers.Layer):
         flat = x if rank == 2 else ops.reshape(x, (-1, in_dim))
         name = self.key if part is None else part
         g = self.spec.generator_groups
-
         xp = factorized.KerasFactorOps()
-        matrices = plan.block_matrices(self.network.active_cores(), xp)
+        _, matrices = self._block_matrices(plan)
         y = plan.apply(flat, matrices, xp)
         if self.parts is not None:
             start, i, cols = self._part_columns(name)
@@ -460,9 +463,8 @@ class GeneratedKernel(keras.layers.Layer):
         rows = factorized.rows_of(tuple(x.shape))
         plan = self.factorized_plan(rows, c_in)
         a = plan.lead_bond
-        cores = self.network.active_cores()
         xp = factorized.KerasFactorOps()
-        matrices = plan.block_matrices(cores, xp)
+        cores, matrices = self._block_matrices(plan)
         lead = ops.shape(x)[:3]
         z = plan.apply(ops.reshape(x, (-1, c_in)), matrices, xp)
         z = ops.reshape(z, (*lead, g * out * a))
@@ -494,6 +496,19 @@ class GeneratedKernel(keras.layers.Layer):
         )
         y = ops.reshape(y, (*ops.shape(y)[:3], g * out, a))
         return ops.sum(y, axis=-1)
+
+    def _block_matrices(self, plan):
+        """`(cores, plan's block matrices)`: tensors of the variables, or,
+        inside an export's `device_contraction`, float32 constants of
+        their current values (what the device stores)."""
+        if not executors.device_contraction_active():
+            cores = self.network.active_cores()
+            xp = factorized.KerasFactorOps()
+            return cores, plan.block_matrices(cores, xp)
+        cores = self.network.active_cores(executors.constant_cores_ops())
+        matrices = plan.block_matrices(cores, factorized.NumpyFactorOps())
+        cores = {k: np.asarray(v, "float32") for k, v in cores.items()}
+        return cores, [ops.convert_to_tensor(np.float32(m)) for m in matrices]
 
     def _part_columns(self, name):
         """`(start column within a group, index, columns)` of a part."""

@@ -148,6 +148,40 @@ _GENERATION_OPS = contextvars.ContextVar("adntn_generation_ops", default=None)
 _DEVICE_MATMUL = contextvars.ContextVar("adntn_device_matmul", default=None)
 
 
+_DEVICE_CONTRACTION = contextvars.ContextVar(
+    "adntn_device_contraction", default=False
+)
+
+
+def device_contraction_active() -> bool:
+    """Whether an export lets layers contract their input with the cores
+    (`device_contraction`) while it traces them."""
+    return _DEVICE_CONTRACTION.get() is not False
+
+
+def constant_cores_ops():
+    """A float64 NumPy executor that reads variables as their current
+    values through the active `device_contraction`'s `read` (outside the
+    trace): the block matrices of a traced contraction become constants."""
+    read = _DEVICE_CONTRACTION.get()
+    xp = NumpyOps()
+    xp.convert = lambda v: np.asarray(read(v), dtype=np.float64)
+    return xp
+
+
+@contextlib.contextmanager
+def device_contraction(read):
+    """Inside the block (an export trace in `mode="factorized"`), layers
+    whose kernels can be contracted take their factorized path even though
+    a `generation_ops` block is active, with block matrices made from the
+    cores' current values (`read(variable)` -> array) as constants."""
+    token = _DEVICE_CONTRACTION.set(read)
+    try:
+        yield
+    finally:
+        _DEVICE_CONTRACTION.reset(token)
+
+
 def generation_ops_active() -> bool:
     """Whether a `generation_ops` block (an export trace) is active."""
     return _GENERATION_OPS.get() is not None

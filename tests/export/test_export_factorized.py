@@ -120,3 +120,34 @@ def test_nonlinear_layers_keep_tiled_generation(tmp_path):
     assert fac.ops == fly.ops
     assert fac.tiles == fly.tiles
     assert fac.parity_rel_error <= 1e-4
+
+
+def test_attention_and_conv_contract_in_the_trace(tmp_path):
+    # catches: TNMultiHeadAttention / TNConv2D with an mpo generator still
+    # generating their kernels on the device in mode="factorized" (their
+    # own factorized path must run in the trace, with constant blocks)
+    from keras_adntn import TNConv2D
+    from keras_adntn import TNMultiHeadAttention
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 32))
+    x = TNMultiHeadAttention(2, 8, network="mpo", seed=0)(inputs, inputs)
+    attention = keras.Model(inputs, x)
+    arenas = {}
+    for mode in ("factorized", "on_the_fly"):
+        report = export_litert(attention, tmp_path / f"a{mode}.tflite", mode)
+        assert report.parity_rel_error <= 1e-4
+        arenas[mode] = report.tflm_arena_bytes
+    if arenas["factorized"] is None:
+        pytest.skip("tflite-micro is not installed: arena not measured")
+    # the projections no longer hold a generated kernel in the arena
+    assert arenas["factorized"] < arenas["on_the_fly"]
+    conv = keras.Sequential(
+        [
+            keras.Input((8, 8, 8)),
+            TNConv2D(16, 3, padding="same", network="mpo", seed=0),
+        ]
+    )
+    report = export_litert(conv, tmp_path / "c.tflite", mode="factorized")
+    assert "DEPTHWISE_CONV_2D" in report.ops and "CONV_2D" not in report.ops
+    assert report.tflm_parity_rel_error <= 1e-4
