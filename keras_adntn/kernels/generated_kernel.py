@@ -204,11 +204,7 @@ class GeneratedKernel(keras.layers.Layer):
         if self.execution == "factorized":
             reason = self.factorized_reason()
             if reason is not None:
-                raise ValueError(
-                    "`execution='factorized'` contracts the input with the "
-                    f"generator's cores, but {reason}. Use execution='auto' "
-                    "(it forms the kernel where it must) or 'on_the_fly'."
-                )
+                raise factorized_error(reason)
 
     def _check_orthogonal(self):
         """`generator_init="orthogonal"` is exact only where the kernel is
@@ -322,18 +318,9 @@ class GeneratedKernel(keras.layers.Layer):
     def factorized_reason(self):
         """Why `x @ kernel` cannot be taken from the cores without forming
         the kernel (a sentence), or None where it can."""
-        spec = self.spec
-        if not spec.network_class().factorizable:
-            return (
-                f"network={spec.network!r} is nonlinear in its cores, so "
-                "its kernel must be formed; only 'mpo' contracts the input "
-                "with the cores"
-            )
-        if spec.mode_order != "paired":
-            return (
-                "mode_order='flat' mixes the kernel's input and output "
-                "digits; use mode_order='paired'"
-            )
+        reason = spec_factorized_reason(self.spec)
+        if reason is not None:
+            return reason
         if len(self.dims) not in (2, 4):
             return (
                 f"a kernel of rank {len(self.dims)} is neither a matrix nor "
@@ -582,6 +569,33 @@ class GeneratedKernel(keras.layers.Layer):
             config.get("core_regularizer")
         )
         return cls(**config)
+
+
+def spec_factorized_reason(spec: GeneratorSpec):
+    """Why no kernel made from `spec` can be contracted with an input
+    without forming it (a sentence), or None."""
+    if not spec.network_class().factorizable:
+        return (
+            f"network={spec.network!r} is nonlinear in its cores, so its "
+            "kernel must be formed; only network='mpo' contracts the input "
+            "with the cores"
+        )
+    if spec.mode_order != "paired":
+        return (
+            "mode_order='flat' mixes the kernel's input and output digits; "
+            "use mode_order='paired'"
+        )
+    return None
+
+
+def factorized_error(reason: str) -> ValueError:
+    """The error of `execution="factorized"` where `reason` holds."""
+    return ValueError(
+        "`execution='factorized'` contracts the input with the generator's "
+        f"cores and never forms the kernel, but {reason}. Use "
+        "execution='auto' (it forms the kernel where it must) or "
+        "'on_the_fly'."
+    )
 
 
 def _merge(blocks, groups, shape):

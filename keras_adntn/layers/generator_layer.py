@@ -9,6 +9,8 @@ from keras import regularizers
 from keras_adntn.kernels import calibration
 from keras_adntn.kernels import kernel_quantization as kq
 from keras_adntn.kernels.generated_kernel import GeneratedKernel
+from keras_adntn.kernels.generated_kernel import factorized_error
+from keras_adntn.kernels.generated_kernel import spec_factorized_reason
 from keras_adntn.kernels.generator_spec import GeneratorSpec
 from keras_adntn.kernels.kernel_cache import check_execution
 from keras_adntn.networks import base as network_base
@@ -142,32 +144,19 @@ class GeneratorLayer(keras.layers.Layer):
 
     def _check_factorized(self):
         """`execution="factorized"` needs a kernel that is never formed."""
-        spec = self.generator_spec
-        reason = None
-        if not spec.network_class().factorizable:
-            reason = (
-                f"network={spec.network!r} is nonlinear in its cores (its "
-                "kernel must be formed); use network='mpo'"
-            )
-        elif spec.mode_order != "paired":
-            reason = "mode_order='flat' mixes input and output digits"
-        elif self._factorized_blocker() is not None:
+        reason = spec_factorized_reason(self.generator_spec)
+        if reason is None:
             reason = self._factorized_blocker()
-        elif self.kernel_constraint is not None:
+        if reason is None and self.kernel_constraint is not None:
             reason = "`kernel_constraint` acts on the formed kernel"
-        elif self._kernel_quantization is not None:
+        if reason is None and self._kernel_quantization is not None:
             reason = (
                 "`kernel_quantization` rounds the formed kernel (set later, "
                 "e.g. by `Model.quantize`, it switches the layer to forming "
                 "it)"
             )
         if reason is not None:
-            raise ValueError(
-                "`execution='factorized'` contracts the input with the "
-                f"generator's cores and never forms the kernel, but {reason}. "
-                "Use execution='auto' (it forms the kernel where it must) or "
-                "'on_the_fly'."
-            )
+            raise factorized_error(reason)
 
     # -- the generator's arguments, read from the spec -------------------------
     network = property(lambda self: self.generator_spec.network)

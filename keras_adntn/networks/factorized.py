@@ -356,17 +356,6 @@ class NumpyFactorOps:
     crop_axis = staticmethod(crop_axis)
 
 
-def blocks_summary(plan) -> str:
-    """One line per block: sites, digits and matrix shape."""
-    lines = []
-    for b in plan.blocks:
-        lines.append(
-            f"{'+'.join(b.sites)}: ({b.k_in}x{b.b_right}, "
-            f"{b.k_out}x{b.b_left})"
-        )
-    return "\n".join(lines)
-
-
 def rows_of(shape, default=128) -> int:
     """Rows of an input of `shape` (its leading axes), `default` where one
     is unknown."""
