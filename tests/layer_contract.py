@@ -50,7 +50,9 @@ def check_symbolic_call(layer, input_shape):
 
 TORCH_COMPILE_SKIP = (
     "torch.compile takes about 70 s per model on this CPU; jit_compile=True "
-    "on torch is tested once, by test_tn_dense.py::test_jit_compile_fit[ttn]"
+    "on torch runs for each generated layer type (TNDense ttn and mpo, "
+    "TNConv2D, TNMultiHeadAttention), growth and the cache, not for every "
+    "network or the explicit family"
 )
 
 

@@ -20,10 +20,6 @@ def _numpy(x):
     return np.asarray(ops.convert_to_numpy(x), dtype=np.float64)
 
 
-def _relative(a, b):
-    return np.linalg.norm(a - b) / np.linalg.norm(b)
-
-
 def _core_values(layer):
     network = layer.generator
     return {c.name: _numpy(network._vars[c.name]) for c in network.cores}
@@ -69,7 +65,11 @@ def test_grow_keeps_the_function(network, activation):
     before = _numpy(layer(x))
     for bond_dim in (2, 4):
         layer.grow(bond_dim)
-        assert _relative(_numpy(layer(x)), before) <= 1e-6
+        # Exactly equal: the cores keep their allocated shapes and the new
+        # entries only add exact zeros (measured 0.0 on every network and
+        # backend); catches a grow that rescales, re-initialises or
+        # perturbs an active entry by even one ulp.
+        np.testing.assert_array_equal(_numpy(layer(x)), before)
     assert layer.bond_dim == 4
     assert layer.generator.bond_dim == 4
     assert layer.get_config()["bond_dim"] == 4
@@ -87,14 +87,14 @@ def test_grow_keeps_conv_and_attention_outputs():
     conv = TNConv2D(8, 3, network="mera", bond_dim=2, max_bond_dim=3, seed=0)
     before = _numpy(conv(x))
     conv.grow(3)
-    assert _relative(_numpy(conv(x)), before) <= 1e-6
+    np.testing.assert_array_equal(_numpy(conv(x)), before)
     q = contract.random_inputs((2, 5, 8))
     mha = TNMultiHeadAttention(
         2, 4, network="ttn", bond_dim=1, max_bond_dim=3, seed=0
     )
     before = _numpy(mha(q, q))
     mha.grow(3)
-    assert _relative(_numpy(mha(q, q)), before) <= 1e-6
+    np.testing.assert_array_equal(_numpy(mha(q, q)), before)
     assert mha.bond_dim == 3
     assert mha.active_params < mha.count_params()
 
@@ -147,8 +147,6 @@ def _growth_model(jit_compile):
 
 @pytest.mark.parametrize("jit_compile", ["auto", True])
 def test_bond_growth_during_fit(jit_compile):
-    if jit_compile is True and keras.backend.backend() == "torch":
-        pytest.skip(contract.TORCH_COMPILE_SKIP)
     model = _growth_model(jit_compile)
     first, second = model.layers
     x = contract.random_inputs((32, 16))

@@ -12,7 +12,7 @@ from keras_adntn import TNDense
 from keras_adntn import TNMultiHeadAttention
 from tests import layer_contract as contract
 
-JIT = [False] if keras.backend.backend() == "torch" else [False, True]
+JIT = [False, True]
 
 
 def _np(x):

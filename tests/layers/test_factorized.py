@@ -120,7 +120,7 @@ def test_jit_fit_matches_eager():
     )
     x = contract.random_inputs((32, 32))
     y = contract.random_inputs((32, 16), seed=1)
-    contract.check_jit_fit(model, x, y)
+    contract.check_jit_fit(model, x, y, torch_compile=True)
 
 
 def test_auto_chooses_factorized_for_a_large_layer():

@@ -288,7 +288,7 @@ def test_jit_compile_fit():
     )
     model = keras.Model(inputs, out)
     x = contract.random_inputs((16, 4, 8))
-    contract.check_jit_fit(model, x, x)
+    contract.check_jit_fit(model, x, x, torch_compile=True)
 
 
 class _SelfAttention(keras.layers.Layer):

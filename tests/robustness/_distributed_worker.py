@@ -10,8 +10,8 @@ It trains the same model from the same initial weights on the same global
 batch twice: on one device (no distribution: everything on device 0), then
 on both (`keras.distribution.DataParallel` on JAX,
 `tf.distribute.MirroredStrategy` on TF). The last line of stdout is a JSON
-object: per-step losses and weight checksums of both runs, and `layout`,
-where the variables and the generated kernels live.
+object: per-step losses, weight checksums and all weights (start, end) of
+both runs, and `layout`, where the variables and the generated kernels live.
 """
 
 import json
@@ -79,9 +79,18 @@ def checksum(model):
     )
 
 
+def flat_weights(model):
+    return [
+        float(v)
+        for w in model.get_weights()
+        for v in np.asarray(w, "float32").ravel()
+    ]
+
+
 def train(model):
     x, y = data()
     init = checksum(model)
+    init_weights = flat_weights(model)
     # Full-batch steps: epoch k's loss is the loss before update k.
     history = model.fit(
         x, y, batch_size=BATCH, epochs=STEPS, shuffle=False, verbose=0
@@ -90,6 +99,8 @@ def train(model):
         "losses": [float(v) for v in history.history["loss"]],
         "init_checksum": init,
         "final_checksum": checksum(model),
+        "init_weights": init_weights,
+        "final_weights": flat_weights(model),
     }
 
 
