@@ -19,9 +19,7 @@ from keras_adntn import TNConv2D
 from keras_adntn import TNDense
 from keras_adntn import TNMultiHeadAttention
 
-FILE = os.path.join(
-    os.path.dirname(__file__), "..", "data", "seed_cores.npz"
-)
+FILE = os.path.join(os.path.dirname(__file__), "..", "data", "seed_cores.npz")
 NETWORKS = ["ttn", "attn", "mera", "brickwall", "mpo"]
 CASES = [f"dense_{n}" for n in NETWORKS] + ["conv_mera", "mha_ttn"]
 
