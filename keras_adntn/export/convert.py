@@ -23,8 +23,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_adntn.export import report as report_module
-from keras_adntn.export.report import ANCHOR_ROW
+from keras_adntn.export.flatbuffer import op_names_of
+from keras_adntn.export.scopes import ANCHOR_ROW
 from keras_adntn.export.tflm import quiet_fd
 
 MAX_CALIBRATION_SAMPLES = 500
@@ -152,7 +152,7 @@ def _quantize_keeping_generators_float(model, trace, calibrated):
 
     generating = {layer.name for layer in generating_layers(model)}
     rows = generating | {ANCHOR_ROW}
-    names = report_module.op_names_of(
+    names = op_names_of(
         calibrated, rows, [layer.name for layer in model.layers], trace.scopes
     )
     with quiet_fd(1):  # the quantiser prints its settings to stdout

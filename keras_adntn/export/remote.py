@@ -19,6 +19,7 @@ import tempfile
 import numpy as np
 
 from keras_adntn.export.convert import MAX_CALIBRATION_SAMPLES
+from keras_adntn.export.options import ExportOptions
 from keras_adntn.export.report import ExportReport
 
 
@@ -42,18 +43,9 @@ def _materialize(representative_dataset):
 
 
 def export_in_subprocess(
-    model,
-    path,
-    *,
-    mode,
-    quantize,
-    representative_dataset,
-    arena_budget,
-    batch_size,
-    strip_strings,
-    measure,
+    model, path: str, options: ExportOptions
 ) -> ExportReport:
-    """`export_litert` run in a TensorFlow subprocess (same arguments)."""
+    """`export_litert` run in a TensorFlow subprocess."""
     with tempfile.TemporaryDirectory(prefix="adntn_export_") as tmp:
         model_path = os.path.join(tmp, "model.keras")
         report_path = os.path.join(tmp, "report.json")
@@ -64,23 +56,12 @@ def export_in_subprocess(
             "keras_adntn.export",
             model_path,
             os.path.abspath(path),
-            "--mode",
-            mode,
             "--report",
             report_path,
-            "--batch-size",
-            "none" if batch_size is None else str(batch_size),
+            *options.command_line(),
         ]
-        if quantize is not None:
-            command += ["--quantize", quantize]
-        if arena_budget is not None:
-            command += ["--arena-budget", str(arena_budget)]
-        if strip_strings:
-            command.append("--strip-strings")
-        if not measure:
-            command.append("--no-measure")
-        if representative_dataset is not None:
-            samples = _materialize(representative_dataset)
+        if options.representative_dataset is not None:
+            samples = _materialize(options.representative_dataset)
             data_path = os.path.join(tmp, "representative.npz")
             np.savez(
                 data_path,
