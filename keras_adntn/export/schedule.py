@@ -45,6 +45,7 @@ class DeviceSchedule:
     """
 
     max_fixed = 0
+    anchored = True
 
     def __init__(
         self, layer, fixed: int = 0, lowest: int = 0, digits: str = "digits"
@@ -61,10 +62,6 @@ class DeviceSchedule:
     def tiled(self) -> bool:
         """Whether the kernel is generated block by block."""
         return self.fixed > 0
-
-    @property
-    def anchored(self) -> bool:
-        return True
 
     @property
     def blocks(self) -> int:
