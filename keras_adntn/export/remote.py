@@ -10,6 +10,7 @@ therefore be loadable with `keras.saving.load_model` (built-in and
 imports).
 """
 
+import itertools
 import json
 import os
 import subprocess
@@ -19,27 +20,9 @@ import tempfile
 import numpy as np
 
 from keras_adntn.export.convert import MAX_CALIBRATION_SAMPLES
+from keras_adntn.export.convert import calibration_samples
 from keras_adntn.export.options import ExportOptions
 from keras_adntn.export.report import ExportReport
-
-
-def _materialize(representative_dataset):
-    """Calibration samples as a list of lists of arrays."""
-    if callable(representative_dataset):
-        samples = []
-        for sample in representative_dataset():
-            if not isinstance(sample, (list, tuple)):
-                sample = [sample]
-            samples.append([np.asarray(v) for v in sample])
-            if len(samples) >= MAX_CALIBRATION_SAMPLES:
-                break
-        return samples
-    arrays = representative_dataset
-    if not isinstance(arrays, (list, tuple)):
-        arrays = [arrays]
-    arrays = [np.asarray(a) for a in arrays]
-    count = min(len(arrays[0]), MAX_CALIBRATION_SAMPLES)
-    return [[a[i : i + 1] for a in arrays] for i in range(count)]
 
 
 def export_in_subprocess(
@@ -61,7 +44,10 @@ def export_in_subprocess(
             *options.command_line(),
         ]
         if options.representative_dataset is not None:
-            samples = _materialize(options.representative_dataset)
+            samples = itertools.islice(
+                calibration_samples(options.representative_dataset),
+                MAX_CALIBRATION_SAMPLES,
+            )
             data_path = os.path.join(tmp, "representative.npz")
             np.savez(
                 data_path,
