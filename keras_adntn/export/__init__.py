@@ -2,11 +2,20 @@
 
 Modules, by role:
 
-- `api`: `export_litert`, argument checks, fitting the arena budget;
+- `api`: `export_litert`: the export and its report;
+- `options`: `ExportOptions`, the export's arguments checked once;
+- `budget`: the device schedules fitted to the arena budget;
 - `tracing`: the serving function and the generation executors;
-- `tiling`: kernels made and consumed block by block on the device;
+- `schedule`: `DeviceSchedule`, how a layer multiplies on the device,
+  and its budget rule;
+- `tiling`, `conv_tiling`: kernels made and consumed block by block on
+  the device (`DenseTiling`, `ConvTiling`);
+- `contraction`: `FactorizedSchedule`, the input contracted with the cores;
 - `convert`: the LiteRT converter, quantisation, parity with Keras;
-- `report`: `ExportReport` and the flatbuffer analysis;
+- `scopes`: the graph names the trace writes and the analysis reads;
+- `flatbuffer`: a flatbuffer's ops attributed to the model's layers;
+- `analysis`: `analyze_flatbuffer`, sizes and TFLite Micro support;
+- `report`: `ExportReport`;
 - `tflm`: measurements on TensorFlow Lite Micro's interpreter;
 - `compare`: every deployment mode side by side with the Dense twin;
 - `remote`: the TensorFlow subprocess route for the jax / torch backends.
@@ -14,15 +23,15 @@ Modules, by role:
 TensorFlow is imported lazily, only when a model is converted.
 """
 
-from keras_adntn.export.api import MODES
-from keras_adntn.export.api import QUANTIZATIONS
+from keras_adntn.export.analysis import analyze_flatbuffer
 from keras_adntn.export.api import export_litert
-from keras_adntn.export.api import parse_bytes
 from keras_adntn.export.compare import DeploymentTable
 from keras_adntn.export.compare import compare_deployments
+from keras_adntn.export.options import MODES
+from keras_adntn.export.options import QUANTIZATIONS
+from keras_adntn.export.options import parse_bytes
 from keras_adntn.export.report import ExportReport
 from keras_adntn.export.report import LayerExport
-from keras_adntn.export.report import analyze_flatbuffer
 
 __all__ = [
     "MODES",

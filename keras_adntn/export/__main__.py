@@ -8,9 +8,8 @@ import json
 import keras
 import numpy as np
 
-from keras_adntn.export.api import MODES
-from keras_adntn.export.api import QUANTIZATIONS
-from keras_adntn.export.api import export_litert
+from keras_adntn.export.api import export_model
+from keras_adntn.export.options import ExportOptions
 
 
 def _load_samples(data_path):
@@ -33,15 +32,7 @@ def main(argv=None) -> None:
     )
     parser.add_argument("model", help="path of a .keras model")
     parser.add_argument("output", help="path of the .tflite file to write")
-    parser.add_argument("--mode", default="factorized", choices=MODES)
-    parser.add_argument(
-        "--quantize", default=None, choices=[q for q in QUANTIZATIONS if q]
-    )
-    parser.add_argument("--representative", default=None, help=".npz file")
-    parser.add_argument("--arena-budget", default=None)
-    parser.add_argument("--batch-size", default="1")
-    parser.add_argument("--strip-strings", action="store_true")
-    parser.add_argument("--no-measure", action="store_true")
+    ExportOptions.add_arguments(parser)
     parser.add_argument("--report", default=None, help="JSON report path")
     args = parser.parse_args(argv)
     if keras.backend.backend() != "tensorflow":
@@ -56,23 +47,12 @@ def main(argv=None) -> None:
         def samples():
             yield from loaded
 
-    batch = None if args.batch_size.lower() == "none" else int(args.batch_size)
-    budget = None if args.arena_budget is None else int(args.arena_budget)
+    options = ExportOptions.from_command_line(args, samples)
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # they travel in the report
-        report = export_litert(
-            model,
-            args.output,
-            mode=args.mode,
-            quantize=args.quantize,
-            representative_dataset=samples,
-            arena_budget=budget,
-            batch_size=batch,
-            strip_strings=args.strip_strings,
-            measure=not args.no_measure,
-        )
+        report = export_model(model, args.output, options)
     if args.report:
         with open(args.report, "w") as f:
             json.dump(report.to_dict(), f)

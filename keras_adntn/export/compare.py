@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from keras_adntn.export.api import export_litert
-from keras_adntn.export.api import parse_bytes
+from keras_adntn.export.options import parse_bytes
 
 # (label, mode, quantize); the first row is the reference (the twin).
 DEPLOYMENTS = (

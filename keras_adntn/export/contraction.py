@@ -17,6 +17,7 @@ rounding acts on the formed kernel).
 
 import numpy as np
 
+from keras_adntn.export.schedule import DeviceSchedule
 from keras_adntn.networks import executors
 from keras_adntn.networks import factorized
 
@@ -24,7 +25,7 @@ from keras_adntn.networks import factorized
 MAX_DEVICE_BLOCK_ENTRIES = 1024
 
 
-class FactorizedSchedule:
+class FactorizedSchedule(DeviceSchedule):
     """How one `TNDense` multiplies on the device without its kernel.
 
     Args:
@@ -32,17 +33,15 @@ class FactorizedSchedule:
         batch_size: the exported batch size (the rows the blocks are
             chosen for).
 
-    It has the interface of `tiling.DenseTiling` that the export's budget
-    search reads (`tiled` False: there is nothing to tile).
+    A `schedule.DeviceSchedule` with nothing to tile (`tiled` False) nor
+    anchor (`anchored` False: no kernel is generated).
     """
 
-    tiled = False
-    fixed = 0
-    max_fixed = 0
+    anchored = False
     blocks = 0
 
     def __init__(self, layer, batch_size: int = 1):
-        self.layer = layer
+        super().__init__(layer)
         self.batch_size = int(batch_size or 1)
         kernel = layer.generated_kernel
         self.plan = kernel.network.factorized_plan(
@@ -90,9 +89,9 @@ class FactorizedSchedule:
         """Numbers stored for the layer's product (all blocks)."""
         return int(sum(m.size for m in self.matrices))
 
-    def matmul(self, tf, inputs, scales=None):
-        """`inputs @ kernel` as builtins (`scales`: unused, see
-        `applies`)."""
+    def matmul(self, tf, inputs, make_ops=None, scales=None):
+        """`inputs @ kernel` as builtins (`make_ops`, `scales`: unused,
+        see `applies`)."""
         x = tf.cast(inputs, tf.float32)
         rank = len(x.shape)
         flat = x if rank == 2 else tf.reshape(x, (-1, x.shape[-1]))

@@ -23,32 +23,34 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_adntn.export import report as report_module
-from keras_adntn.export.report import ANCHOR_ROW
+from keras_adntn.export.flatbuffer import op_names_of
+from keras_adntn.export.scopes import ANCHOR_ROW
 from keras_adntn.export.tflm import quiet_fd
 
 MAX_CALIBRATION_SAMPLES = 500
 
 
-def _representative(data, specs):
+def calibration_samples(data):
+    """The samples of a `representative_dataset`, each a list of arrays
+    (one per model input): what a callable yields, or the first
+    `MAX_CALIBRATION_SAMPLES` rows of an array (list of arrays)."""
     if callable(data):
-        source = data
-    else:
-        arrays = data if isinstance(data, (list, tuple)) else [data]
-        arrays = [np.asarray(a) for a in arrays]
-        count = min(len(arrays[0]), MAX_CALIBRATION_SAMPLES)
-
-        def source():
-            for i in range(count):
-                yield [a[i : i + 1] for a in arrays]
-
-    def generator():
-        for sample in source():
+        for sample in data():
             if not isinstance(sample, (list, tuple)):
                 sample = [sample]
+            yield [np.asarray(v) for v in sample]
+        return
+    arrays = data if isinstance(data, (list, tuple)) else [data]
+    arrays = [np.asarray(a) for a in arrays]
+    for i in range(min(len(arrays[0]), MAX_CALIBRATION_SAMPLES)):
+        yield [a[i : i + 1] for a in arrays]
+
+
+def _representative(data, specs):
+    def generator():
+        for sample in calibration_samples(data):
             out = []
             for value, spec in zip(sample, specs):
-                value = np.asarray(value)
                 if value.ndim == len(spec.shape) - 1:
                     value = value[None]
                 out.append(value.astype(spec.dtype.as_numpy_dtype))
@@ -152,7 +154,7 @@ def _quantize_keeping_generators_float(model, trace, calibrated):
 
     generating = {layer.name for layer in generating_layers(model)}
     rows = generating | {ANCHOR_ROW}
-    names = report_module.op_names_of(
+    names = op_names_of(
         calibrated, rows, [layer.name for layer in model.layers], trace.scopes
     )
     with quiet_fd(1):  # the quantiser prints its settings to stdout

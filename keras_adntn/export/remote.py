@@ -10,6 +10,7 @@ therefore be loadable with `keras.saving.load_model` (built-in and
 imports).
 """
 
+import itertools
 import json
 import os
 import subprocess
@@ -19,41 +20,15 @@ import tempfile
 import numpy as np
 
 from keras_adntn.export.convert import MAX_CALIBRATION_SAMPLES
+from keras_adntn.export.convert import calibration_samples
+from keras_adntn.export.options import ExportOptions
 from keras_adntn.export.report import ExportReport
 
 
-def _materialize(representative_dataset):
-    """Calibration samples as a list of lists of arrays."""
-    if callable(representative_dataset):
-        samples = []
-        for sample in representative_dataset():
-            if not isinstance(sample, (list, tuple)):
-                sample = [sample]
-            samples.append([np.asarray(v) for v in sample])
-            if len(samples) >= MAX_CALIBRATION_SAMPLES:
-                break
-        return samples
-    arrays = representative_dataset
-    if not isinstance(arrays, (list, tuple)):
-        arrays = [arrays]
-    arrays = [np.asarray(a) for a in arrays]
-    count = min(len(arrays[0]), MAX_CALIBRATION_SAMPLES)
-    return [[a[i : i + 1] for a in arrays] for i in range(count)]
-
-
 def export_in_subprocess(
-    model,
-    path,
-    *,
-    mode,
-    quantize,
-    representative_dataset,
-    arena_budget,
-    batch_size,
-    strip_strings,
-    measure,
+    model, path: str, options: ExportOptions
 ) -> ExportReport:
-    """`export_litert` run in a TensorFlow subprocess (same arguments)."""
+    """`export_litert` run in a TensorFlow subprocess."""
     with tempfile.TemporaryDirectory(prefix="adntn_export_") as tmp:
         model_path = os.path.join(tmp, "model.keras")
         report_path = os.path.join(tmp, "report.json")
@@ -64,23 +39,15 @@ def export_in_subprocess(
             "keras_adntn.export",
             model_path,
             os.path.abspath(path),
-            "--mode",
-            mode,
             "--report",
             report_path,
-            "--batch-size",
-            "none" if batch_size is None else str(batch_size),
+            *options.command_line(),
         ]
-        if quantize is not None:
-            command += ["--quantize", quantize]
-        if arena_budget is not None:
-            command += ["--arena-budget", str(arena_budget)]
-        if strip_strings:
-            command.append("--strip-strings")
-        if not measure:
-            command.append("--no-measure")
-        if representative_dataset is not None:
-            samples = _materialize(representative_dataset)
+        if options.representative_dataset is not None:
+            samples = itertools.islice(
+                calibration_samples(options.representative_dataset),
+                MAX_CALIBRATION_SAMPLES,
+            )
             data_path = os.path.join(tmp, "representative.npz")
             np.savez(
                 data_path,

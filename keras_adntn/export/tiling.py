@@ -37,16 +37,12 @@ export generates the whole kernel once instead, untiled.
 
 import numpy as np
 
+from keras_adntn.export.schedule import DeviceSchedule
+from keras_adntn.export.schedule import slicing_pays
 from keras_adntn.networks.executors import permute_modes
 
-# Estimated arena per generated block entry, in float32 entries: the
-# block, its permuted copy and the contraction before it.
-_BLOCK_COPIES = 4
-# Loop-carried tensors are copied between the WHILE op and its subgraphs.
-_CARRY_COPIES = 5
 
-
-class DenseTiling:
+class DenseTiling(DeviceSchedule):
     """How one `TNDense` kernel is generated on the device.
 
     Args:
@@ -71,23 +67,13 @@ class DenseTiling:
                 f"network), got {t.mode_order!r}."
             )
         self.max_fixed = t.digits[0] if t.mode_order == "paired" else 0
-        if not 0 <= int(fixed) <= self.max_fixed:
-            raise ValueError(
-                f"Layer {layer.name!r}: `fixed` must be between 0 and "
-                f"{self.max_fixed} input digits, got {fixed!r}."
-            )
-        self.layer = layer
-        self.fixed = int(fixed)
+        super().__init__(layer, fixed, 0, "input digits")
 
     @property
-    def tiled(self) -> bool:
-        """Whether the kernel is generated in a loop of blocks."""
-        return self.fixed > 0
-
-    @property
-    def blocks(self) -> int:
-        """Number of blocks (loop iterations; 1: no loop)."""
-        return self.layer.tensorization.radix**self.fixed
+    def anchored(self) -> bool:
+        """Untiled only: a tiled kernel's cores are constants of the loop
+        body."""
+        return not self.tiled
 
     @property
     def rows(self) -> int:
@@ -113,12 +99,10 @@ class DenseTiling:
         peak = self.layer.generator.sliced_peak(self.fixed_leaves)
         return max(peak, self.block_entries)
 
-    def estimated_arena(self, batch: int = 1) -> int:
-        """A rough arena estimate (bytes) of the loop; the export measures
-        the real one on TFLM where it can."""
+    def carried_entries(self, batch: int = 1) -> int:
+        """The loop carries the input rows and the running sum."""
         t = self.layer.tensorization
-        carried = batch * (t.padded[0] + self.layer.units)
-        return 4 * (_BLOCK_COPIES * self.peak_entries + _CARRY_COPIES * carried)
+        return batch * (t.padded[0] + self.layer.units)
 
     @staticmethod
     def pays(layer) -> bool:
@@ -127,38 +111,23 @@ class DenseTiling:
         the input digits are produced: the brick wall (every gate layer
         acts on all leaves), aTTN and MERA (physical-level disentanglers
         mix the leaves the expansion makes), nor `mode_order="flat"`."""
-        return pays(layer, 0)
+        return slicing_pays(layer, 0)
 
-    @classmethod
-    def for_budget(cls, layer, budget: int | None, batch: int = 1):
-        """The tiling with the fewest blocks whose estimate fits `budget`
-        (bytes; None: two blocks, the fastest tiled schedule); untiled
-        where tiling does not pay (`pays`)."""
-        if not cls.pays(layer):
-            return cls(layer, 0)
-        tiling = cls(layer, 1)
-        if budget is None:
-            return tiling
-        while (
-            tiling.estimated_arena(batch) > budget
-            and tiling.fixed < tiling.max_fixed
-        ):
-            tiling = cls(layer, tiling.fixed + 1)
-        return tiling
-
-    def matmul(self, tf, inputs, xp, scales=None):
+    def matmul(self, tf, inputs, make_ops, scales=None):
         """`inputs @ kernel`, the kernel generated block by block.
 
         Args:
             tf: the TensorFlow module.
             inputs: the layer's input tensor, `(..., d_in)`.
-            xp: the generation executor (`tracing.DeviceOps`).
+            make_ops: returns the generation executor
+                (`tracing.DeviceOps`); called once.
             scales: None, or the `(units,)` per-channel int8 scales the
                 layer's kernel quantisation (QAT) uses, fixed at export.
 
         Returns:
             float32 `(..., units)`.
         """
+        xp = make_ops()
         if not self.tiled:
             return self._whole(tf, inputs, xp, scales)
         layer = self.layer
@@ -260,167 +229,3 @@ class DenseTiling:
         return tf.reshape(
             y, tf.concat([tf.shape(inputs)[:-1], [units]], axis=0)
         )
-
-
-def pays(layer, axis: int) -> bool:
-    """Whether fixing all digits of the kernel's `axis` (the input axis)
-    brings the generator's largest state to at most a quarter of the
-    kernel (`GeneratorNetwork.sliced_peak`)."""
-    t = layer.tensorization
-    if t.mode_order != "paired":
-        return False
-    leaves = [t.leaf_order.index((axis, k)) for k in range(t.digits[axis])]
-    network = layer.generator
-    return 4 * network.sliced_peak(leaves) <= network.groups * t.size
-
-
-def int8_scales(layer) -> np.ndarray | None:
-    """The per-output-channel scales of a layer's kernel quantisation
-    (`kernel_quantization="int8"`), from its current kernel; else None."""
-    if getattr(layer, "kernel_quantization", None) != "int8":
-        return None
-    from keras import ops
-
-    kernel = np.asarray(ops.convert_to_numpy(layer.kernel))
-    bound = np.max(np.abs(kernel.reshape(-1, kernel.shape[-1])), axis=0)
-    return np.maximum(bound, 1e-12) / 127.0
-
-
-class ConvTiling:
-    """How one `TNConv2D` kernel is generated on the device: unrolled
-    blocks of input channels.
-
-    `y = sum over r of conv(x[..., channels r], W[:, :, channels r, :])`,
-    block `r` generated with the `b` most significant input-channel digits
-    fixed (as `DenseTiling`), the blocks written one after the other in the
-    graph (no loop: a WHILE would copy the loop-carried activations, which
-    dominate a convolution's arena). Each block's generation is anchored to
-    the model input (see `tracing`), so the converter cannot fold it into
-    a stored kernel; TFLM's planner frees each block after its conv.
-
-    Args:
-        layer: a built `TNConv2D` with `groups=1`, `channels_last` and
-            `mode_order="paired"`.
-        fixed: number `b` of input-channel digits fixed per block (1 to the
-            number of input-channel digits).
-    """
-
-    def __init__(self, layer, fixed: int):
-        t = layer.tensorization
-        if not (self.applies(layer) and t.mode_order == "paired"):
-            raise ValueError(
-                f"Layer {layer.name!r}: tiled conv generation needs "
-                f"groups=1, data_format='channels_last' and "
-                f"mode_order='paired'."
-            )
-        self.max_fixed = t.digits[2]
-        if not 1 <= int(fixed) <= self.max_fixed:
-            raise ValueError(
-                f"Layer {layer.name!r}: `fixed` must be between 1 and "
-                f"{self.max_fixed} input-channel digits, got {fixed!r}."
-            )
-        self.layer = layer
-        self.fixed = int(fixed)
-
-    tiled = True
-
-    @staticmethod
-    def applies(layer) -> bool:
-        """Whether channel blocks apply and pay (`pays` on the input
-        channels)."""
-        return (
-            layer.conv_groups == 1
-            and layer.data_format == "channels_last"
-            and pays(layer, 2)
-        )
-
-    @property
-    def blocks(self) -> int:
-        """Number of blocks."""
-        return self.layer.tensorization.radix**self.fixed
-
-    @property
-    def rows(self) -> int:
-        """Input channels (padded) per block."""
-        return self.layer.tensorization.padded[2] // self.blocks
-
-    @property
-    def block_entries(self) -> int:
-        """Generated entries per block, padding and groups included."""
-        t = self.layer.tensorization
-        return (
-            self.layer.generator.groups
-            * t.padded[0]
-            * t.padded[1]
-            * t.padded[3]
-            * self.rows
-        )
-
-    @classmethod
-    def for_budget(cls, layer, budget: int | None, batch: int = 1):
-        """Fewest blocks whose block fits a quarter of `budget` (None: two
-        blocks)."""
-        tiling = cls(layer, 1)
-        if budget is None:
-            return tiling
-        while (
-            16 * tiling.block_entries > budget
-            and tiling.fixed < tiling.max_fixed
-        ):
-            tiling = cls(layer, tiling.fixed + 1)
-        return tiling
-
-    def matmul(self, tf, inputs, make_ops, scales=None):
-        """The convolution, its kernel generated block by block.
-
-        `make_ops()` returns a fresh (anchored) executor per block.
-        """
-        layer = self.layer
-        t = layer.tensorization
-        network = layer.generator
-        p, n = t.radix, t.num_modes
-        g = network.groups
-        kh, kw = layer.kernel_size
-        cin, filters = layer.in_channels, layer.filters
-        rows, fixed = self.rows, self.fixed
-        leaves = {
-            axis: [t.leaf_order.index((axis, k)) for k in range(t.digits[axis])]
-            for axis in range(4)
-        }
-        fixed_leaves = leaves[2][:fixed]
-        sizes = [1 if leaf in fixed_leaves else p for leaf in range(n)]
-        perm = (
-            fixed_leaves + leaves[0] + leaves[1] + leaves[2][fixed:] + leaves[3]
-        )
-        x = tf.cast(inputs, tf.float32)
-        if t.padded[2] > cin:
-            x = tf.pad(x, [[0, 0], [0, 0], [0, 0], [0, t.padded[2] - cin]])
-        if scales is not None:
-            scales = tf.constant(np.asarray(scales, np.float32))
-        y = None
-        for r in range(self.blocks):
-            digits = {
-                leaf: (r // p ** (fixed - 1 - j)) % p
-                for j, leaf in enumerate(fixed_leaves)
-            }
-            xp = make_ops()
-            block = network.generate(xp, fixed=digits)
-            block = permute_modes(block, xp, sizes, perm)
-            # crop the padding with slices of rank <= 4 (TFLM's limit)
-            block = tf.reshape(block, (g, t.padded[0], -1))[:, :kh]
-            shape = (g * kh, t.padded[1], rows, t.padded[3])
-            block = tf.reshape(block, shape)[:, :kw, :, : filters // g]
-            block = tf.reshape(block, (g, kh, kw, rows, filters // g))
-            block = tf.transpose(block, (1, 2, 3, 0, 4))
-            block = tf.reshape(block, (kh, kw, rows, filters))
-            if scales is not None:
-                block = tf.round(block / scales) * scales
-            part = tf.nn.conv2d(
-                x[..., r * rows : (r + 1) * rows],
-                block,
-                strides=layer.strides,
-                padding=layer.padding.upper(),
-                dilations=layer.dilation_rate,
-            )
-            y = part if y is None else y + part
-        return y

@@ -41,7 +41,8 @@ import re
 import keras
 import numpy as np
 
-from keras_adntn.export.report import ANCHOR_SCOPE
+from keras_adntn.export.schedule import int8_scales
+from keras_adntn.export.scopes import ANCHOR_SCOPE
 from keras_adntn.networks import executors
 from keras_adntn.networks.executors import KerasOps
 
@@ -242,8 +243,8 @@ class Trace:
         model: the Keras model.
         mode: `"cached"`, `"on_the_fly"` or `"factorized"`.
         batch_size: static batch size of the inputs (None: dynamic).
-        tilings: `{layer name: tiling.DenseTiling}` of the TNDense layers
-            generated block by block (on the fly).
+        tilings: `{layer name: schedule.DeviceSchedule}` of the layers
+            whose product runs by their schedule (`budget.schedules`).
 
     Attributes:
         concrete: the concrete function.
@@ -251,38 +252,26 @@ class Trace:
     """
 
     def __init__(self, tf, model, mode, batch_size, tilings=None):
-        from keras_adntn.export import tiling as tiling_module
-        from keras_adntn.export.contraction import FactorizedSchedule
-        from keras_adntn.export.tiling import ConvTiling
-        from keras_adntn.export.tiling import DenseTiling
-
         self.tilings = dict(tilings or {})
         specs = input_specs(tf, model, batch_size)
         reads = {}
         eager_ops = EagerOps(tf)
         scales = {
-            name: tiling_module.int8_scales(t.layer)
-            for name, t in self.tilings.items()
+            name: int8_scales(t.layer) for name, t in self.tilings.items()
         }
 
         def schedule(layer, inputs):
             tiling = self.tilings.get(layer.name)
             if tiling is None or tiling.layer is not layer:
                 return None
-            if isinstance(tiling, FactorizedSchedule):  # no kernel at all
-                return tiling.matmul(tf, inputs)
-            if isinstance(tiling, ConvTiling):  # unrolled, anchored blocks
-                return tiling.matmul(
-                    tf,
-                    inputs,
-                    lambda: DeviceOps(tf, anchor=anchor_of[0], reads=reads),
-                    scales[layer.name],
-                )
-            if tiling.tiled:  # cores: constants of the loop body
-                xp = DeviceOps(tf, constants=True, reads=reads)
-            else:
-                xp = DeviceOps(tf, anchor=anchor_of[0], reads=reads)
-            return tiling.matmul(tf, inputs, xp, scales[layer.name])
+
+            def make_ops():
+                if tiling.anchored:
+                    return DeviceOps(tf, anchor=anchor_of[0], reads=reads)
+                # cores: constants of the loop body
+                return DeviceOps(tf, constants=True, reads=reads)
+
+            return tiling.matmul(tf, inputs, make_ops, scales[layer.name])
 
         anchor_of = [None]
 
@@ -291,18 +280,15 @@ class Trace:
             if mode == "cached":
                 with executors.generation_ops(eager_ops):
                     return model(inputs, training=False)
-            tiled = {
-                id(t.layer)
-                for t in self.tilings.values()
-                if (isinstance(t, DenseTiling) and t.tiled)
-                or isinstance(t, FactorizedSchedule)
+            unanchored = {
+                id(t.layer) for t in self.tilings.values() if not t.anchored
             }
-            untiled = [
+            anchored = [
                 layer
                 for layer in generating_layers(model)
-                if id(layer) not in tiled
+                if id(layer) not in unanchored
             ]
-            anchor, mapping = _anchor_mapping(tf, untiled, args[0])
+            anchor, mapping = _anchor_mapping(tf, anchored, args[0])
             anchor_of[0] = anchor
             contraction = (
                 executors.device_contraction(_constant_reader(tf))

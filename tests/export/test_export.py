@@ -509,7 +509,7 @@ def test_activation_byte_estimates():
     constant weights."""
     import tensorflow as tf
 
-    from keras_adntn.export.report import analyze_flatbuffer
+    from keras_adntn.export.analysis import analyze_flatbuffer
 
     rng = np.random.default_rng(0)
     shapes = [(8, 16), (16, 32), (32, 4)]
@@ -574,6 +574,7 @@ def test_export_through_subprocess(tmp_path):
     """The route of the jax / torch backends (forced under TensorFlow),
     with an arena budget: the tiles and the TFLM numbers come back."""
     from keras_adntn.export import remote
+    from keras_adntn.export.options import ExportOptions
 
     model = keras.Sequential(
         [keras.Input((64,)), TNDense(64, activation="relu", seed=7)]
@@ -582,14 +583,7 @@ def test_export_through_subprocess(tmp_path):
     kwargs = dict(mode="on_the_fly", arena_budget=32 * 1024)
     if BACKEND == "tensorflow":
         report = remote.export_in_subprocess(
-            model,
-            path,
-            quantize=None,
-            representative_dataset=None,
-            batch_size=1,
-            strip_strings=False,
-            measure=True,
-            **kwargs,
+            model, path, ExportOptions(**kwargs)
         )
     else:
         report = export_litert(model, path, **kwargs)

@@ -1,0 +1,140 @@
+"""Fitting the tensor arena into a budget: `fit`.
+
+Each generating layer gets its device schedule (`schedule.DeviceSchedule`:
+a `tiling.DenseTiling`, a `conv_tiling.ConvTiling` or a
+`contraction.FactorizedSchedule`), with the fewest blocks whose estimate
+fits the budget. The model is then converted and, where TensorFlow Lite
+Micro is installed, measured: blocks are added to the largest block while
+the measured arena is over the budget, or removed while it stays within.
+"""
+
+from keras_adntn.export import convert as convert_module
+from keras_adntn.export import tflm
+from keras_adntn.export.options import ExportOptions
+
+# Conversions tried to fit the arena budget (each is measured on TFLM).
+_MAX_FITS = 8
+
+
+def schedules(model, options: ExportOptions) -> dict:
+    """`{layer name: DeviceSchedule}` of the generating layers that do not
+    simply generate their whole kernel (none in `"cached"` mode)."""
+    from keras_adntn.export.contraction import FactorizedSchedule
+    from keras_adntn.export.conv_tiling import ConvTiling
+    from keras_adntn.export.tiling import DenseTiling
+    from keras_adntn.export.tracing import generating_layers
+    from keras_adntn.layers.tn_conv2d import TNConv2D
+    from keras_adntn.layers.tn_dense import TNDense
+
+    mode, budget, rows = options.mode, options.arena_budget, options.rows
+    if mode == "cached":
+        return {}
+    found = {}
+    for layer in generating_layers(model):
+        if (
+            mode == "factorized"
+            and type(layer) is TNDense
+            and FactorizedSchedule.applies(layer)
+        ):
+            found[layer.name] = FactorizedSchedule(layer, rows)
+        elif type(layer) is TNDense:
+            found[layer.name] = DenseTiling.for_budget(layer, budget, rows)
+        elif (
+            type(layer) is TNConv2D
+            and mode == "factorized"
+            and FactorizedSchedule.contracts_in_trace(layer)
+        ):
+            continue  # its own factorized path runs in the trace
+        elif type(layer) is TNConv2D and ConvTiling.applies(layer):
+            found[layer.name] = ConvTiling.for_budget(layer, budget, rows)
+    return found
+
+
+class Attempt:
+    """One conversion with given schedules, measured where possible.
+
+    Attributes:
+        tilings: the `{layer name: DeviceSchedule}` converted.
+        trace: the `tracing.Trace`.
+        flatbuffer: the converted bytes.
+        inputs: the check input; `want`: Keras' outputs on it.
+        tflm: the `tflm.TFLMResult` once measured (else None).
+        failure: why TFLM could not run the file (else None).
+    """
+
+    def __init__(self, model, options: ExportOptions, tilings: dict):
+        import tensorflow as tf
+
+        from keras_adntn.export.tracing import Trace
+
+        self.tilings = tilings
+        self.trace = Trace(tf, model, options.mode, options.batch_size, tilings)
+        self.flatbuffer, sample = convert_module.convert(
+            model,
+            self.trace,
+            options.mode,
+            options.quantize,
+            options.representative_dataset,
+        )
+        self.inputs = convert_module.check_inputs(
+            model, options.batch_size, sample
+        )
+        self.want = convert_module.keras_outputs(model, self.inputs)
+        self.tflm = None
+        self.failure = None
+
+    def measure(self) -> int | None:
+        """The measured arena (bytes), or None where TFLM cannot run the
+        model (`self.failure` says why)."""
+        try:
+            self.tflm = tflm.measure(self.flatbuffer, self.inputs)
+        except RuntimeError as error:
+            self.failure = str(error)
+            return None
+        return self.tflm.arena_bytes
+
+
+def fit(model, options: ExportOptions) -> Attempt:
+    """Converts, raising block counts until the measured arena fits."""
+    budget = options.arena_budget
+    tilings = schedules(model, options)
+    attempt = Attempt(model, options, tilings)
+    if not (options.measure and tflm.available()):
+        return attempt
+    arena = attempt.measure()
+    if budget is None or not tilings or arena is None:
+        return attempt
+    tries = 1
+    if arena <= budget:  # fewer blocks (faster) while it still fits
+        while tries < _MAX_FITS:
+            smaller = {
+                k: t.with_fixed(t.fixed - 1) if t.fixed > 1 else t
+                for k, t in attempt.tilings.items()
+            }  # (never down to 0: untiled needs the anchor)
+            if all(smaller[k] is attempt.tilings[k] for k in smaller):
+                break
+            trial = Attempt(model, options, smaller)
+            tries += 1
+            smaller_arena = trial.measure()
+            if smaller_arena is None or smaller_arena > budget:
+                break
+            attempt = trial
+        return attempt
+    while arena > budget and tries < _MAX_FITS:
+        growable = [
+            t
+            for t in attempt.tilings.values()
+            if t.tiled and t.fixed < t.max_fixed
+        ]
+        if not growable:
+            break
+        largest = max(growable, key=lambda t: t.block_entries)
+        tilings = dict(attempt.tilings)
+        tilings[largest.layer.name] = largest.with_fixed(largest.fixed + 1)
+        trial = Attempt(model, options, tilings)
+        tries += 1
+        trial_arena = trial.measure()
+        if trial_arena is None or trial_arena >= arena:  # no better
+            break
+        attempt, arena = trial, trial_arena
+    return attempt
