@@ -100,7 +100,7 @@ def _delegate(adapter) -> classmethod:
     student = adapter.student.__name__
     from_teacher.__name__ = adapter.method
     from_teacher.__qualname__ = f"{student}.{adapter.method}"
-    from_teacher.__annotations__["return"] = student
+    from_teacher.__annotations__["return"] = adapter.student
     from_teacher.__doc__ = _DOC.format(
         student=student,
         teacher=adapter.teacher.__name__,
