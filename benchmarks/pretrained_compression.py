@@ -143,9 +143,9 @@ def layer_inputs(model, name, x):
 
 # -- low-rank baselines
 def _patches(layer, x):
-    from keras_adntn.compress.convert import _conv_patches
+    from keras_adntn.compress.adapters import conv_patches
 
-    return _conv_patches(x, layer, 20000)
+    return conv_patches(x, layer, 20000)
 
 
 class LowRank(keras.layers.Layer):

@@ -27,13 +27,10 @@ import numpy as np
 from keras import ops
 
 from keras_adntn import networks
+from keras_adntn.compress.arrays import to_numpy
 
 RIDGE = 1e-6  # of the mean eigenvalue: directions the data never visits
 CHUNK = 50  # Adam steps between two checks of the exact loss
-
-
-def _np(x):
-    return np.asarray(ops.convert_to_numpy(x), dtype=np.float64)
 
 
 def _jit():
@@ -141,7 +138,7 @@ class _WhitenedFit(keras.Model):
             self._scales[key] = 1.0 / max(float(np.sum(t**2)), 1e-30)
 
     def call(self, x):
-        got = _generated(self._layer_fn())
+        got = generated_kernels(self._layer_fn())
         total = 0.0
         for key in self._keys:
             k = ops.reshape(got[key], (self._rows[key], -1))
@@ -167,7 +164,7 @@ def _qkv_scale(new):
     return getattr(getattr(new, "qkv_kernel", None), "part_scale", None)
 
 
-def _generated(new):
+def generated_kernels(new) -> dict:
     """`{projection: generated kernel tensor}` of a TN layer."""
     kernels = getattr(new, "kernels", None)
     if isinstance(kernels, dict):
@@ -176,7 +173,7 @@ def _generated(new):
 
 
 def _snapshot(new):
-    return [_np(v) for g in _generators(new) for v in g.weights]
+    return [to_numpy(v) for g in _generators(new) for v in g.weights]
 
 
 def _restore(new, values):
@@ -211,7 +208,9 @@ def fit_generators(
 
     def exact():
         return whitened_error(
-            {k: _np(v) for k, v in _generated(new).items()}, targets, metrics
+            {k: to_numpy(v) for k, v in generated_kernels(new).items()},
+            targets,
+            metrics,
         )
 
     start = exact()
@@ -367,7 +366,9 @@ def best_svd_start(new, targets: dict, metrics: dict) -> str:
     for name, kernels in candidates:
         init_svd(new, kernels)
         loss = whitened_error(
-            {k: _np(v) for k, v in _generated(new).items()}, targets, metrics
+            {k: to_numpy(v) for k, v in generated_kernels(new).items()},
+            targets,
+            metrics,
         )
         if math.isfinite(loss) and loss < best:
             best, best_name, best_values = loss, name, _snapshot(new)
@@ -383,9 +384,9 @@ def rescale_qkv(new, targets: dict) -> None:
     if variable is None:
         return
     got = new.kernels
-    scale = _np(variable)
+    scale = to_numpy(variable)
     for i, key in enumerate(("query", "key", "value")):
-        have = math.sqrt(float(np.mean(_np(got[key]) ** 2)))
+        have = math.sqrt(float(np.mean(to_numpy(got[key]) ** 2)))
         want = math.sqrt(float(np.mean(targets[key] ** 2)))
         if have > 0 and want > 0:
             scale[:, i] *= want / have
@@ -397,7 +398,7 @@ def correct_biases(new, targets: dict, biases: dict, means: dict) -> None:
     projection (`means[key]` None: the teacher's bias as it is)."""
     if not getattr(new, "use_bias", False):
         return
-    got = {k: _np(v) for k, v in _generated(new).items()}
+    got = {k: to_numpy(v) for k, v in generated_kernels(new).items()}
     slots = new.biases if hasattr(new, "biases") else {"kernel": new.bias}
     for key, bias in biases.items():
         if bias is None:

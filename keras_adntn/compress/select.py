@@ -1,41 +1,19 @@
 """Which layers `compress` replaces, and how big their replacements are."""
 
-import math
-
-import keras
-
 from keras_adntn import networks
+from keras_adntn.compress import graph
+from keras_adntn.compress.adapters import adapter_for
 from keras_adntn.tensorize import Tensorization
 
-SUPPORTED = {
-    keras.layers.Dense: "TNDense",
-    keras.layers.Conv2D: "TNConv2D",
-    keras.layers.MultiHeadAttention: "TNMultiHeadAttention",
-}
 MAX_BOND_SEARCH = 1024
 
 
 # -- which layers
-def _kind(layer):
-    return SUPPORTED.get(type(layer))
-
-
-def _calls(model) -> dict:
-    """`{id(layer): number of calls}` in the model's own graph."""
-    graph = getattr(model, "_functional", None) or model
-    counts = {}
-    for nodes in getattr(graph, "_nodes_by_depth", {}).values():
-        for node in nodes:
-            key = id(node.operation)
-            counts[key] = counts.get(key, 0) + 1
-    return counts
-
-
 def _unsupported_reason(layer, model):
     """Why `layer` cannot be replaced, or None."""
     if not layer.built or not layer.weights:
         return "not built (its input size is unknown)"
-    calls = _calls(model).get(id(layer), 1)
+    calls = graph.calls(model).get(id(layer), 1)
     if calls > 1:
         return f"shared layer (called at {calls} places in the graph)"
     policy = getattr(layer, "dtype_policy", None)
@@ -43,32 +21,14 @@ def _unsupported_reason(layer, model):
         return "quantized layer"
     if getattr(layer, "lora_enabled", False):
         return "LoRA-enabled layer"
-    if isinstance(layer, keras.layers.MultiHeadAttention):
-        config = layer.get_config()
-        if config.get("use_gate"):
-            return "use_gate=True is not supported by TNMultiHeadAttention"
-        if config.get("sliding_window") is not None:
-            return "sliding_window is not supported by TNMultiHeadAttention"
-        if getattr(layer, "_query_dense", None) is None:
-            return "not built (its input sizes are unknown)"
-    if isinstance(layer, keras.layers.Dense) and len(layer.kernel.shape) != 2:
-        return f"kernel of shape {tuple(layer.kernel.shape)}"
-    return None
+    return adapter_for(layer).unsupported(layer)
 
 
-def _nested(model, prefix=""):
-    """`(path, layer)` of supported layers inside nested models."""
-    found = []
-    for layer in model.layers:
-        inner = getattr(layer, "layers", None)
-        if isinstance(layer, keras.Model) and inner:
-            path = f"{prefix}{layer.name}/"
-            found += [(path + x.name, x) for x in inner if _kind(x)]
-            found += _nested(layer, path)
-    return found
+def _skip(name, layer, reason) -> dict:
+    return {"name": name, "type": type(layer).__name__, "reason": reason}
 
 
-def _select(model, layers, max_layers, min_params, new_params):
+def select_layers(model, layers, max_layers, min_params, new_params) -> tuple:
     """`(chosen layers, skipped rows)`; `new_params(layer)` is the size of
     the replacement (automatic selection skips layers it would not
     shrink)."""
@@ -80,20 +40,14 @@ def _select(model, layers, max_layers, min_params, new_params):
             layer = by_name[name]
             reason = _unsupported_reason(layer, model)
             if reason:
-                skipped.append(
-                    {
-                        "name": name,
-                        "type": type(layer).__name__,
-                        "reason": reason,
-                    }
-                )
+                skipped.append(_skip(name, layer, reason))
             else:
                 chosen.append(layer)
         return chosen, skipped
     candidates = [
         layer
         for layer in model.layers
-        if _kind(layer) and layer.count_params() >= min_params
+        if adapter_for(layer) and layer.count_params() >= min_params
     ]
     candidates.sort(key=lambda layer: -layer.count_params())
     chosen = []
@@ -105,60 +59,21 @@ def _select(model, layers, max_layers, min_params, new_params):
                 f"{new_params(layer)} vs {layer.count_params()} parameters)"
             )
         if reason:
-            skipped.append(
-                {
-                    "name": layer.name,
-                    "type": type(layer).__name__,
-                    "reason": reason,
-                }
-            )
+            skipped.append(_skip(layer.name, layer, reason))
         elif len(chosen) < max_layers:
             chosen.append(layer)
-    for path, layer in _nested(model):
+    for path, layer in graph.nested(model):
         if layer.count_params() >= min_params:
-            skipped.append(
-                {
-                    "name": path,
-                    "type": type(layer).__name__,
-                    "reason": "inside a nested model (only top-level layers "
-                    "are replaced)",
-                }
-            )
+            reason = "inside a nested model (only top-level layers are "
+            skipped.append(_skip(path, layer, reason + "replaced)"))
     return chosen, skipped
 
 
 # -- sizes
-def _mha_dims(layer):
-    q = layer._query_dense.kernel.shape
-    k = layer._key_dense.kernel.shape
-    v = layer._value_dense.kernel.shape
-    o = layer._output_dense.kernel.shape
-    return {
-        "query": int(q[0]),
-        "key": int(k[0]),
-        "value": int(v[0]),
-        "heads": int(q[1]),
-        "key_dim": int(q[2]),
-        "value_dim": int(v[2]),
-        "out": math.prod(int(d) for d in o[2:]),
-    }
-
-
-def _generator_shapes(layer):
-    """Kernel shapes (per generator) the TN replacement of `layer` has, and
-    the number of its other parameters (biases, qkv scale)."""
-    if isinstance(layer, keras.layers.Dense):
-        d_in, units = (int(s) for s in layer.kernel.shape)
-        return [(d_in, units)], units if layer.use_bias else 0
-    if isinstance(layer, keras.layers.Conv2D):
-        kh, kw, cin, filters = (int(s) for s in layer.kernel.shape)
-        return [(kh, kw, cin, filters)], filters if layer.use_bias else 0
-    d = _mha_dims(layer)
-    nq = d["heads"] * d["key_dim"]
-    nv = d["heads"] * d["value_dim"]
-    rows = max(d["query"], d["key"], d["value"])
-    extra = 3 + (2 * nq + nv + d["out"] if layer.use_bias else 0)
-    return [(rows, 2 * nq + nv), (nv, d["out"])], extra
+def replacement_params(layer, network, bond_dim) -> int:
+    """Parameters of the TN replacement of `layer` at `bond_dim`."""
+    shapes, extra = adapter_for(layer).generator_shapes(layer)
+    return _tn_params(shapes, extra, network, bond_dim)
 
 
 def _tn_params(shapes, extra, network, bond_dim):
@@ -171,9 +86,9 @@ def _tn_params(shapes, extra, network, bond_dim):
     return total
 
 
-def _bond_for_ratio(layer, network, ratio):
+def bond_for_ratio(layer, network, ratio) -> tuple:
     """Largest bond dim whose replacement is >= `ratio` times smaller."""
-    shapes, extra = _generator_shapes(layer)
+    shapes, extra = adapter_for(layer).generator_shapes(layer)
     dense = layer.count_params()
     best, previous = None, None
     for chi in range(1, MAX_BOND_SEARCH + 1):
@@ -191,3 +106,11 @@ def _bond_for_ratio(layer, network, ratio):
 
 def _bond1_params(shapes, extra, network):
     return _tn_params(shapes, extra, network, 1)
+
+
+def layer_size(layer, network, bond_dim, target_ratio) -> tuple:
+    """`(bond dimension, note)` of the replacement of `layer`: `bond_dim`,
+    or the one `target_ratio` asks for when it is given."""
+    if target_ratio is not None:
+        return bond_for_ratio(layer, network, target_ratio)
+    return bond_dim, ""

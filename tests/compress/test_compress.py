@@ -487,7 +487,7 @@ def test_bad_arguments_raise_before_any_work(kwargs, name, monkeypatch):
     def no_work(*args, **kw):
         raise AssertionError("work started before the arguments were checked")
 
-    monkeypatch.setattr(module, "_select", no_work)
+    monkeypatch.setattr(module, "select_layers", no_work)
     model = keras.Sequential(
         [
             keras.Input((8,)),

@@ -2,18 +2,25 @@
 `TNMultiHeadAttention.from_multi_head_attention`) and the data-aware
 initialisation of `keras_adntn.compress.init`."""
 
+import ast
+import inspect
+import pathlib
+
 import keras
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+import keras_adntn
 from keras_adntn import TNConv2D
 from keras_adntn import TNDense
 from keras_adntn import TNMultiHeadAttention
+from keras_adntn.compress import ConversionResult
+from keras_adntn.compress import convert_layer
 from keras_adntn.compress import output_error
 from keras_adntn.compress import whitening
-from keras_adntn.compress.convert import _conv_patches
+from keras_adntn.compress.adapters import conv_patches
 from keras_adntn.compress.init import activation_aware_low_rank
 
 
@@ -190,8 +197,8 @@ def test_from_conv2d_data_aware():
     err = output_error(new, conv, [test])
     err_weight = output_error(weight_only, conv, [test])
     assert err < err_weight, (err, err_weight)
-    patches_fit = _conv_patches(fit, conv, 20000)
-    patches_test = _conv_patches(test, conv, 10**9)
+    patches_fit = conv_patches(fit, conv, 20000)
+    patches_test = conv_patches(test, conv, 10**9)
     # activation-aware SVD with as many parameters (the closest rank)
     rank = round((new.count_params() - 32) / (144 + 32))
     err_asvd = _asvd_error(conv, patches_fit, patches_test, rank)
@@ -225,3 +232,56 @@ def test_from_multi_head_attention():
     assert err < output_error(weight_only, mha, [x, x, x])
     with pytest.raises(ValueError, match="`x`"):
         TNMultiHeadAttention.from_multi_head_attention(mha, (x, x, x, x))
+
+
+def test_convert_layer_result_and_the_classmethods():
+    """`convert_layer` returns a `ConversionResult`; the classmethods
+    delegate to it (their `report=` dict holds its fields) and keep their
+    names, signature and docstring."""
+    dense = keras.layers.Dense(8, name="d")
+    dense.build((None, 16))
+    result = convert_layer(dense, network="mpo", bond_dim=64)
+    assert isinstance(result, ConversionResult)
+    assert isinstance(result.layer, TNDense) and result.layer.name == "d"
+    assert result.init == "svd" and result.error is None
+    report = {}
+    TNDense.from_dense(dense, network="mpo", bond_dim=64, report=report)
+    assert report.keys() == result.to_dict().keys()
+    assert report["bond_dim"] == 64 and report["init"] == "svd"
+    for cls, name, teacher in [
+        (TNDense, "from_dense", "Dense"),
+        (TNConv2D, "from_conv2d", "Conv2D"),
+        (
+            TNMultiHeadAttention,
+            "from_multi_head_attention",
+            "MultiHeadAttention",
+        ),
+    ]:
+        method = getattr(cls, name)
+        assert method.__qualname__ == f"{cls.__name__}.{name}"
+        params = list(inspect.signature(method).parameters)
+        assert params[:2] == ["layer", "x"] and params[-1] == "report"
+        assert method.__doc__.startswith(
+            f"A `{cls.__name__}` initialised from a trained `{teacher}`"
+        )
+    with pytest.raises(ValueError, match="`layer`"):
+        convert_layer(keras.layers.Flatten())
+    with pytest.raises(ValueError, match="TNConv2D.from_conv2d"):
+        TNConv2D.from_conv2d(dense)
+
+
+def test_layers_import_nothing_from_compress():
+    """The layers sit below `keras_adntn.compress`: no import of it, not
+    even inside a function."""
+    root = pathlib.Path(keras_adntn.__file__).parent / "layers"
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+                names += [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            bad = [n for n in names if n.startswith("keras_adntn.compress")]
+            assert not bad, (path.name, bad)

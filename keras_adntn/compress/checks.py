@@ -1,0 +1,154 @@
+"""Argument checks of `compress` and of the per-layer conversion.
+
+Each raises a ValueError naming the argument; nothing is built or
+trained before they pass.
+"""
+
+import math
+
+import keras
+import numpy as np
+
+from keras_adntn.compress import graph
+from keras_adntn.compress.adapters import adapter_for
+from keras_adntn.kernels.generator_spec import check_int
+
+INITS = ("auto", "activations", "reconstruction", "svd", "random")
+TASKS = ("auto", "classification", "regression")
+
+__all__ = [
+    "INITS",
+    "TASKS",
+    "check_choice",
+    "check_int",
+    "check_layer_names",
+    "check_model",
+    "check_number",
+    "check_size",
+    "resolve_init",
+]
+
+
+def check_number(
+    name: str, value, low: float, high: float | None = None, low_open=False
+) -> float:
+    """`float(value)`; ValueError naming `name` unless it is a finite
+    number `>= low` (`> low` with `low_open`) and `<= high`."""
+    ok = isinstance(value, (int, float, np.number)) and not isinstance(
+        value, bool
+    )
+    if ok:
+        value = float(value)
+        ok = math.isfinite(value) and (
+            value > low if low_open else value >= low
+        )
+        ok = ok and (high is None or value <= high)
+    if not ok:
+        bound = f"> {low:g}" if low_open else f">= {low:g}"
+        if high is not None:
+            bound += f" and <= {high:g}"
+        raise ValueError(f"`{name}` must be a number {bound}, got {value!r}.")
+    return float(value)
+
+
+def check_choice(name: str, value, choices: tuple):
+    """`value`; ValueError naming `name` unless it is one of `choices`."""
+    if isinstance(value, bool) or value not in choices:
+        raise ValueError(f"`{name}` must be one of {choices}, got {value!r}.")
+    return value
+
+
+def check_size(bond_dim, target_ratio) -> tuple:
+    """`(bond_dim, target_ratio)`, checked: at most one of them is given;
+    without either the bond dimension is 2 (`target_ratio` is then None,
+    and `bond_dim` is None when `target_ratio` is given)."""
+    if bond_dim is not None and target_ratio is not None:
+        raise ValueError(
+            "Give at most one of `bond_dim` and `target_ratio`, got both "
+            f"(bond_dim={bond_dim!r}, target_ratio={target_ratio!r})."
+        )
+    if target_ratio is not None:
+        ratio = check_number("target_ratio", target_ratio, 1.0, low_open=True)
+        return None, ratio
+    return check_int("bond_dim", 2 if bond_dim is None else bond_dim, 1), None
+
+
+def resolve_init(init: str, network: str, has_data: bool) -> str:
+    """The initialisation `init` stands for (checked).
+
+    `"auto"` is `"activations"` (data-aware) when the layer's inputs are
+    given, else `"svd"` for `network="mpo"` and `"reconstruction"`
+    otherwise.
+    """
+    if init not in INITS:
+        raise ValueError(f"`init` must be one of {INITS}, got {init!r}.")
+    if init == "svd" and network != "mpo":
+        raise ValueError(
+            f"`init`='svd' needs network='mpo' (TT-SVD is exact only for "
+            f"the multilinear MPO); got network={network!r}. Use "
+            f"'activations', 'reconstruction' or 'auto'."
+        )
+    if init == "auto":
+        if has_data:
+            return "activations"
+        return "svd" if network == "mpo" else "reconstruction"
+    if init == "activations" and not has_data:
+        raise ValueError(
+            "`init`='activations' needs the layer's inputs (`x`, or `data` "
+            "for compress); use 'reconstruction' or 'auto' without them."
+        )
+    return init
+
+
+def check_model(model) -> None:
+    """ValueError unless `model` is a built Sequential or functional model
+    with known inputs and one output."""
+    if not isinstance(model, keras.Model):
+        raise ValueError(
+            f"`model` must be a keras.Sequential or functional keras.Model, "
+            f"got {type(model).__name__}."
+        )
+    if not graph.is_functional(model):
+        raise ValueError(
+            f"`model` must be a keras.Sequential or functional keras.Model; "
+            f"{type(model).__name__} is a subclassed model, which cannot be "
+            f"cloned layer by layer."
+        )
+    if not model.built or not model.inputs:
+        raise ValueError(
+            "`model` must be built with known inputs (e.g. start it with "
+            "keras.Input)."
+        )
+    if len(model.outputs) != 1:
+        raise ValueError(
+            f"`model` must have one output, got {len(model.outputs)}."
+        )
+
+
+def check_layer_names(model, layers) -> list | None:
+    """The names in `layers` (a list or a comma-separated string) without
+    repeats; ValueError unless each is a replaceable top-level layer."""
+    if layers is None:
+        return None
+    if isinstance(layers, str):
+        layers = [s for s in layers.split(",") if s]
+    if not isinstance(layers, (list, tuple)) or not layers:
+        raise ValueError(
+            f"`layers` must be None or a non-empty list of layer names, "
+            f"got {layers!r}."
+        )
+    names = [layer.name for layer in model.layers]
+    for name in layers:
+        if name not in names:
+            raise ValueError(
+                f"`layers`: no layer named {name!r} at the top level of "
+                f"the model; layers: {names}."
+            )
+        layer = model.get_layer(name)
+        if adapter_for(layer) is None:
+            raise ValueError(
+                f"`layers`: {name!r} is a {type(layer).__name__}; "
+                f"compress replaces Dense, Conv2D and MultiHeadAttention "
+                f"layers."
+            )
+    return list(dict.fromkeys(layers))

@@ -1,0 +1,229 @@
+"""The data of `compress`: split, checked, held out, labelled, and the
+teacher's predictions on it."""
+
+import dataclasses
+from collections.abc import Mapping
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class _Data:
+    """The checked data `compress` works on."""
+
+    x: object  # model inputs: an array, or a list of arrays
+    y: np.ndarray
+    vx: object  # validation inputs (`x` when there are none)
+    vy: np.ndarray
+    pred: np.ndarray  # the teacher's predictions on `x`
+    vpred: np.ndarray  # and on `vx`
+    task: str  # "classification" or "regression"
+    evaluated_on: str  # "validation_data" or "data"
+    batch_size: int  # of the predictions
+
+
+def check_data(model, data, validation_data, seed) -> tuple:
+    """`(x, y, val)` of `data` and `validation_data` (a fraction of `data`
+    held out with `seed`, `(x, y)`, a mapping or None), checked against
+    the model's inputs; `val` is None when there are no validation
+    data."""
+    x, y, val = _split_data("data", data)
+    x, y = _check_xy("data", x, y, model)
+    fraction = None
+    if _is_fraction(validation_data):
+        fraction = float(validation_data)
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(
+                f"`validation_data` as a fraction must be in (0, 1), got "
+                f"{validation_data!r}."
+            )
+    elif validation_data is not None:
+        vx, vy, _ = _split_data("validation_data", validation_data)
+        val = (vx, vy)
+    if val is not None:
+        val = _check_xy("validation_data", val[0], val[1], model)
+    elif fraction is not None:
+        x, y, val = _hold_out(x, y, fraction, seed)
+    return x, y, val
+
+
+def predict_and_label(model, x, y, val, task, batch_size) -> _Data:
+    """The teacher's predictions, the task (`"auto"` resolved) and the
+    targets checked and shaped for it."""
+    evaluated_on = "validation_data" if val is not None else "data"
+    vx, vy = val if val is not None else (x, y)
+    pred = _predict("data", model, x, batch_size)
+    vpred = _predict(evaluated_on, model, vx, batch_size)
+    task = _task(_labels("data", y, pred, "auto"), pred, task)
+    y = _labels("data", y, pred, task)
+    vy = _labels(evaluated_on, vy, vpred, task)
+    return _Data(x, y, vx, vy, pred, vpred, task, evaluated_on, batch_size)
+
+
+def one_line(error) -> str:
+    """The last line of an exception's message, at most 300 characters."""
+    lines = [s.strip() for s in str(error).strip().splitlines() if s.strip()]
+    text = lines[-1] if lines else type(error).__name__
+    return text if len(text) < 300 else text[:297] + "..."
+
+
+def _split_data(name, data):
+    """`(x, y, x_val, y_val)` from a tuple or a mapping / npz."""
+    if isinstance(data, Mapping) or hasattr(data, "files"):
+        keys = list(data.files if hasattr(data, "files") else data.keys())
+        if "x" not in keys or "y" not in keys:
+            raise ValueError(
+                f"`{name}` as a mapping must hold arrays 'x' and 'y' "
+                f"(optionally 'x_val', 'y_val'); got keys {sorted(keys)}."
+            )
+        val = None
+        if "x_val" in keys and "y_val" in keys:
+            val = (data["x_val"], data["y_val"])
+        return data["x"], data["y"], val
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return data[0], data[1], None
+    raise ValueError(
+        f"`{name}` must be a tuple (x, y) or a mapping / .npz with arrays "
+        f"'x' and 'y'; got {type(data).__name__}."
+    )
+
+
+def _check_xy(name, x, y, model):
+    inputs = model.inputs
+    xs = list(x) if isinstance(x, (list, tuple)) else [x]
+    if len(xs) != len(inputs):
+        raise ValueError(
+            f"`{name}`: the model has {len(inputs)} inputs, got {len(xs)} "
+            f"input arrays."
+        )
+    xs = [np.asarray(a) for a in xs]
+    y = np.asarray(y)
+    for k, (array, inp) in enumerate(zip(xs, inputs)):
+        want = tuple(inp.shape)[1:]
+        got = array.shape[1:]
+        if not np.issubdtype(array.dtype, np.number):
+            raise ValueError(
+                f"`{name}`: input array {k} is not numeric ({array.dtype})."
+            )
+        if array.ndim != len(want) + 1 or any(
+            w is not None and w != g for w, g in zip(want, got)
+        ):
+            raise ValueError(
+                f"`{name}`: input array {k} has shape {array.shape}; the "
+                f"model input needs (samples, {', '.join(map(str, want))})."
+            )
+        if len(array) != len(y) or len(array) < 1:
+            raise ValueError(
+                f"`{name}`: x has {len(array)} samples and y {len(y)}; they "
+                f"must match and be >= 1."
+            )
+    if not np.issubdtype(y.dtype, np.number):
+        raise ValueError(f"`{name}`: y is not numeric ({y.dtype}).")
+    for k, array in enumerate(xs):
+        if not np.all(np.isfinite(array)):
+            bad = int(array.size - np.sum(np.isfinite(array)))
+            raise ValueError(
+                f"`{name}`: x holds {bad} NaN or infinite values (input "
+                f"array {k}); the data must be finite."
+            )
+    if not np.all(np.isfinite(y)):
+        bad = int(y.size - np.sum(np.isfinite(y)))
+        raise ValueError(
+            f"`{name}`: y holds {bad} NaN or infinite values; the targets "
+            f"must be finite."
+        )
+    xs = [a.astype("float32") for a in xs]
+    return (xs[0] if len(xs) == 1 else xs), y
+
+
+def _is_fraction(value) -> bool:
+    return isinstance(value, (float, np.floating)) or (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and value in (0, 1)
+    )
+
+
+def _hold_out(x, y, fraction, seed):
+    """`(x_train, y_train, (x_val, y_val))`: a random `fraction` held out."""
+    xs = x if isinstance(x, list) else [x]
+    n = len(y)
+    count = int(round(fraction * n))
+    if count < 1 or count >= n:
+        raise ValueError(
+            f"`validation_data`={fraction!r} holds out {count} of {n} "
+            f"samples; it must leave at least one on each side."
+        )
+    order = np.random.default_rng(seed).permutation(n)
+    held, kept = np.sort(order[:count]), np.sort(order[count:])
+
+    def pick(index):
+        parts = [a[index] for a in xs]
+        return parts if isinstance(x, list) else parts[0]
+
+    return pick(kept), y[kept], (pick(held), y[held])
+
+
+def _task(y, pred, task):
+    """`"classification"` (labels or one-hot) or `"regression"`."""
+    if task != "auto":
+        return task
+    pred = np.asarray(pred)
+    if pred.ndim < 2 or pred.shape[-1] < 2:
+        return "regression"
+    y = np.asarray(y)
+    if y.shape == pred.shape[:-1] and np.allclose(y, np.round(y)):
+        return "classification"
+    if y.shape == pred.shape and set(np.unique(y)) <= {0, 1}:
+        return "classification"
+    return "regression"
+
+
+def _labels(name, y, pred, task):
+    """Classification targets checked: `(n, 1)` integer labels squeezed
+    as in `fit`; labels in range; one-hot of the right width."""
+    y = np.asarray(y)
+    pred_shape = np.asarray(pred).shape
+    classes = pred_shape[-1] if len(pred_shape) >= 2 else 1
+    if (
+        y.ndim == len(pred_shape)
+        and y.shape[-1] == 1
+        and classes > 1
+        and y.shape[:-1] == pred_shape[:-1]
+    ):
+        y = y[..., 0]
+    if task != "classification":
+        return y
+    if y.shape == pred_shape[:-1]:
+        if not np.allclose(y, np.round(y)):
+            raise ValueError(
+                f"`{name}`: classification labels must be integers, got "
+                f"non-integer values."
+            )
+        low, high = float(y.min()), float(y.max())
+        if low < 0 or high > classes - 1:
+            raise ValueError(
+                f"`{name}`: labels must be integers in [0, {classes - 1}] "
+                f"(the model has {classes} outputs), got values in "
+                f"[{low:g}, {high:g}]."
+            )
+        return y.astype("int32")
+    if y.shape == pred_shape:
+        return y
+    raise ValueError(
+        f"`{name}`: y has shape {y.shape}; for a model with outputs "
+        f"{pred_shape[1:]} it needs integer labels {pred_shape[:-1]} (or "
+        f"{pred_shape[:-1] + (1,)}) or one-hot targets {pred_shape}."
+    )
+
+
+def _predict(name, model, x, batch_size):
+    """`model.predict` with the backend's errors as one ValueError line."""
+    try:
+        pred = model.predict(x, batch_size=batch_size, verbose=0)
+    except Exception as e:
+        raise ValueError(
+            f"`{name}`: the model cannot run on it ({type(e).__name__}: "
+            f"{one_line(e)})."
+        ) from None
+    return pred
