@@ -76,25 +76,14 @@ class NumpyOps(Executor):
     def convert(self, x):
         return np.asarray(x, dtype=self.dtype)
 
-    @staticmethod
-    def reshape(x, shape):
-        return np.reshape(x, shape)
-
-    @staticmethod
-    def transpose(x, axes):
-        return np.transpose(x, axes)
+    reshape = staticmethod(np.reshape)
+    transpose = staticmethod(np.transpose)
+    matmul = staticmethod(np.matmul)
+    pad = staticmethod(np.pad)
 
     @staticmethod
     def lead_matmul(x, m):
         return np.matmul(np.swapaxes(x, 1, 2), m)
-
-    @staticmethod
-    def matmul(x, m):
-        return np.matmul(x, m)
-
-    @staticmethod
-    def pad(x, widths):
-        return np.pad(x, widths)
 
     @staticmethod
     def crop(x, sizes):
@@ -138,25 +127,14 @@ class KerasOps(Executor):
     def convert(x):
         return ops.cast(x, "float32")
 
-    @staticmethod
-    def reshape(x, shape):
-        return ops.reshape(x, shape)
-
-    @staticmethod
-    def transpose(x, axes):
-        return ops.transpose(x, axes)
+    reshape = staticmethod(ops.reshape)
+    transpose = staticmethod(ops.transpose)
+    matmul = staticmethod(ops.matmul)
+    pad = staticmethod(ops.pad)
 
     @staticmethod
     def lead_matmul(x, m):
         return ops.einsum("gar,gab->grb", x, m)
-
-    @staticmethod
-    def matmul(x, m):
-        return ops.matmul(x, m)
-
-    @staticmethod
-    def pad(x, widths):
-        return ops.pad(x, widths)
 
     @staticmethod
     def crop(x, sizes):
