@@ -103,10 +103,11 @@ class FactorizedSchedule(DeviceSchedule):
         return tf.reshape(y, tf.concat([lead, [y.shape[-1]]], 0))
 
 
-class _TfOps:
+class _TfOps(executors.Executor):
     """`FactorizedPlan`'s primitives as TensorFlow ops the converter maps
     to builtins: a 2-D matmul with a constant right side becomes
-    FULLY_CONNECTED; groups are one FULLY_CONNECTED each."""
+    FULLY_CONNECTED; groups are one FULLY_CONNECTED each (`pad_last` and
+    `crop_axis`: the shared `Executor` helpers)."""
 
     def __init__(self, tf):
         self.tf = tf
@@ -131,8 +132,5 @@ class _TfOps:
             [tf.matmul(a, b) for a, b in zip(tf.unstack(x), tf.unstack(m))]
         )
 
-    def pad_last(self, x, extra):
-        pads = [[0, 0]] * (len(x.shape) - 1) + [[0, extra]]
-        return self.tf.pad(x, pads)
-
-    crop_axis = staticmethod(factorized.crop_axis)
+    def pad(self, x, widths):
+        return self.tf.pad(x, widths)

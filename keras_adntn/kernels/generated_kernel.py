@@ -1,4 +1,8 @@
-"""GeneratedKernel: a weight made by a tensor network instead of stored."""
+"""GeneratedKernel: a weight made by a tensor network instead of stored.
+
+(`spec_factorized_reason` and `factorized_error` are re-exported from
+`kernels.factorized_execution`, their home.)
+"""
 
 import math
 import weakref
@@ -9,12 +13,20 @@ from keras import ops
 
 from keras_adntn.kernels import calibration
 from keras_adntn.kernels import kernel_quantization as kq
+from keras_adntn.kernels.factorized_execution import FactorizedExecution
+from keras_adntn.kernels.factorized_execution import (
+    factorized_error as factorized_error,
+)
+from keras_adntn.kernels.factorized_execution import (
+    spec_factorized_reason as spec_factorized_reason,
+)
 from keras_adntn.kernels.generator_spec import GeneratorSpec
 from keras_adntn.kernels.kernel_cache import KernelCache
 from keras_adntn.kernels.kernel_cache import check_execution
 from keras_adntn.kernels.kernel_cache import state_variable
 from keras_adntn.networks import executors
-from keras_adntn.networks import factorized
+from keras_adntn.networks import initialization as tn_init
+from keras_adntn.networks.run_plan import run_plan
 from keras_adntn.tensorize import Tensorization
 
 
@@ -26,7 +38,8 @@ class GeneratedKernel(keras.layers.Layer):
     (built from a `GeneratorSpec`, calibrated at build to the std of the
     layer's `kernel_initializer`), the `generator_groups` layout along the
     last axis, the `kernel_constraint`, int8 fake quantisation, the
-    inference cache (`execution`), growth and the parameter counts. A TN
+    inference cache (`execution`; its factorized path is
+    `FactorizedExecution`), growth and the parameter counts. A TN
     layer creates its generated kernels in `build` and multiplies with
     `kernels(training)`; it holds no generator logic itself.
 
@@ -129,6 +142,8 @@ class GeneratedKernel(keras.layers.Layer):
         self.core_regularizer = core_regularizer
         self.execution = check_execution(execution)
         self._owner_ref = None
+        # (not a tracked attribute: it holds the kernel itself)
+        object.__setattr__(self, "_factorized", FactorizedExecution(self))
 
     # -- build -----------------------------------------------------------------
     def build(self, input_shape=None):
@@ -174,7 +189,7 @@ class GeneratedKernel(keras.layers.Layer):
             self.part_scale = self.add_weight(
                 name="part_scale",
                 shape=(spec.generator_groups, len(self.parts)),
-                initializer=_constant(self._initial_part_scale()),
+                initializer=tn_init.constant(self._initial_part_scale()),
                 trainable=False,
                 autocast=False,
             )
@@ -194,7 +209,9 @@ class GeneratedKernel(keras.layers.Layer):
                 self,
                 "int8_switch",
                 (),
-                _constant(np.float32(self._kernel_quantization == "int8")),
+                tn_init.constant(
+                    np.float32(self._kernel_quantization == "int8")
+                ),
             ),
         )
         self._cache = KernelCache(
@@ -202,9 +219,7 @@ class GeneratedKernel(keras.layers.Layer):
         )
         self.built = True
         if self.execution == "factorized":
-            reason = self.factorized_reason()
-            if reason is not None:
-                raise factorized_error(reason)
+            self._factorized.check()
 
     def _check_orthogonal(self):
         """`generator_init="orthogonal"` is exact only where the kernel is
@@ -241,7 +256,8 @@ class GeneratedKernel(keras.layers.Layer):
             name: xp.convert(ops.convert_to_numpy(v))
             for name, v in self.network._vars.items()
         }
-        blocks = self.tensorization.unfold(self.network._run(cores, xp), xp)
+        blocks = run_plan(self.network.plan, cores, xp)
+        blocks = self.tensorization.unfold(blocks, xp)
         g = self.spec.generator_groups
         scale = np.ones((g, len(self.parts)))
         start = 0
@@ -314,198 +330,31 @@ class GeneratedKernel(keras.layers.Layer):
         """The kernels a call multiplies with (cached or generated)."""
         return self._cache.fetch(self.generate, training)
 
-    # -- factorized execution --------------------------------------------------
+    # -- factorized execution (`FactorizedExecution`) --------------------------
     def factorized_reason(self):
         """Why `x @ kernel` cannot be taken from the cores without forming
         the kernel (a sentence), or None where it can."""
-        reason = spec_factorized_reason(self.spec)
-        if reason is not None:
-            return reason
-        if len(self.dims) not in (2, 4):
-            return (
-                f"a kernel of rank {len(self.dims)} is neither a matrix nor "
-                "a 2-D convolution"
-            )
-        if len(self.dims) == 4 and self._spatial_sites() is None:
-            return (
-                f"the kernel's spatial digits ({self._spatial_leaves()} "
-                "leaves) end inside an MPO site, so the spatial and channel "
-                "factors do not separate (an odd number of spatial digits, "
-                "e.g. kernel_size (3, 1))"
-            )
-        if self.kernel_constraint is not None:
-            return "`kernel_constraint` acts on the formed kernel"
-        return None
-
-    def _spatial_leaves(self) -> int:
-        """Leaves of a conv kernel's spatial digits (they come first)."""
-        return sum(self.tensorization.digits[:-2])
-
-    def _spatial_sites(self):
-        """The MPO sites holding exactly a conv kernel's spatial digits
-        (None where a site mixes spatial and channel digits)."""
-        return self.network.lead_sites(self._spatial_leaves())
+        return self._factorized.reason()
 
     def factorized_plan(self, rows=None, in_dim=None):
-        """The `networks.factorized.FactorizedPlan` for `rows` input rows
-        of `in_dim` features (default: the kernel's rows); for a conv
-        kernel, the plan of its channel sites (input channels to output
-        channels, with the bond to the spatial sites). One per pair,
-        computed once."""
-        plans = self.__dict__.setdefault("_plans", {})
-        in_dim = self.dims[-2] if in_dim is None else int(in_dim)
-        key = (128 if rows is None else int(rows), in_dim)
-        if key not in plans:
-            first = 0 if len(self.dims) == 2 else len(self._spatial_sites())
-            plans[key] = self.network.factorized_plan(
-                in_dim, self.dims[-1], rows=key[0], first_site=first
-            )
-        return plans[key]
-
-    def _factorized_wins(self, rows) -> bool:
-        """The cost model: contracting beats generating for `rows`
-        input rows (pixels, for a conv kernel)."""
-        plan = self.factorized_plan(rows)
-        if len(self.dims) == 2:
-            return plan.factorized_seconds(rows) < plan.generated_seconds(
-                rows
-            )
-        # conv: channel sites per pixel, then a depthwise conv over
-        # (groups, out channels, bond) with the spatial factor; against
-        # generating the kernel and a conv (im2col-sized matmul)
-        taps = math.prod(self.dims[:-2])
-        g, out = self.spec.generator_groups, self.dims[-1]
-        fac = plan.factorized_seconds(rows) + factorized.move_seconds(
-            rows * g * out * plan.lead_bond * taps
-        )
-        whole = self.network.factorized_plan(
-            math.prod(self.dims[:-1]), out, rows=rows
-        )
-        return fac < whole.generated_seconds(rows)
+        """The `FactorizedPlan` for `rows` input rows of `in_dim`
+        features (see `FactorizedExecution.plan`)."""
+        return self._factorized.plan(rows, in_dim)
 
     def execution_path(self, shape, training=None) -> str:
-        """Which path a call with inputs of `shape` takes: `"factorized"`
-        (the input contracted with the cores), `"generated"` (the kernel
-        made, then multiplied) or `"cached"` (the cached kernel)."""
-        if self.execution == "cached" and not training:
-            return "cached"
-        if (
-            self.factorized_reason() is not None
-            # int8 QAT rounds the formed kernel: decided when a function
-            # is traced (no branch that XLA would allocate and partition)
-            or self._kernel_quantization is not None
-        ):
-            return "generated"
-        if executors.generation_ops_active():  # an export trace decides
-            if executors.device_contraction_active():
-                return "factorized"
-            return "generated"
-        if self.execution == "on_the_fly":
-            return "generated"
-        if self.execution == "factorized":
-            return "factorized"
-        rows = factorized.rows_of(tuple(shape))
-        return "factorized" if self._factorized_wins(rows) else "generated"
+        """Which path a call with inputs of `shape` takes: `"factorized"`,
+        `"generated"` or `"cached"` (see `FactorizedExecution.path`)."""
+        return self._factorized.path(shape, training)
 
     def factorized_matmul(self, x, part=None):
-        """`x @ kernel` (float32, `(..., rows)` -> `(..., columns)`) taken
-        from the cores: the kernel is never formed. `part`: the name of a
-        part of a joint kernel (its rows and columns only). Not with
-        `kernel_quantization="int8"` (QAT rounds the formed kernel:
-        `execution_path` then says `"generated"`)."""
-        x = ops.cast(x, "float32")
-        rank = len(x.shape)
-        in_dim = int(x.shape[-1])
-        plan = self.factorized_plan(
-            factorized.rows_of(tuple(x.shape)), in_dim
-        )
-        flat = x if rank == 2 else ops.reshape(x, (-1, in_dim))
-        name = self.key if part is None else part
-        g = self.spec.generator_groups
-        xp = factorized.KerasFactorOps()
-        _, matrices = self._block_matrices(plan)
-        y = plan.apply(flat, matrices, xp)
-        if self.parts is not None:
-            start, i, cols = self._part_columns(name)
-            y = ops.reshape(y, (-1, g, self.dims[1]))
-            y = y[:, :, start : start + cols // g]
-            scale = ops.cast(self.part_scale, "float32")[:, i]
-            y = ops.multiply(y, ops.reshape(scale, (1, g, 1)))
-            y = ops.reshape(y, (-1, cols))
-        if rank == 2:
-            return y
-        lead = ops.shape(x)[:-1]
-        return ops.reshape(y, (*lead, y.shape[-1]))
+        """`x @ kernel` taken from the cores, the kernel never formed (see
+        `FactorizedExecution.matmul`)."""
+        return self._factorized.matmul(x, part)
 
     def factorized_conv(self, x, strides, padding, dilation_rate):
-        """A channels-last 2-D convolution of `x` (float32, `(batch, h, w,
-        c_in)`) with the kernel, taken from the cores: the channel sites
-        map every pixel to `(groups, filters, a)` (`a`: the bond to the
-        spatial sites), then a depthwise convolution with the spatial
-        factor `(kh, kw, a)` and a sum over `a`. The kernel is never
-        formed."""
-        x = ops.cast(x, "float32")
-        kh, kw, c_in, out = self.dims
-        g = self.spec.generator_groups
-        rows = factorized.rows_of(tuple(x.shape))
-        plan = self.factorized_plan(rows, c_in)
-        a = plan.lead_bond
-        xp = factorized.KerasFactorOps()
-        cores, matrices = self._block_matrices(plan)
-        lead = ops.shape(x)[:3]
-        z = plan.apply(ops.reshape(x, (-1, c_in)), matrices, xp)
-        z = ops.reshape(z, (*lead, g * out * a))
-        # the spatial factor: (G, P_kh * P_kw, a), cropped to (kh, kw)
-        spatial = None
-        for name in self._spatial_sites():
-            core = cores[name]
-            _, b_in, q, b_out = core.shape
-            if spatial is None:
-                spatial = ops.reshape(core, (g, q, b_out))
-                continue
-            spatial = ops.matmul(spatial, ops.reshape(core, (g, b_in, -1)))
-            spatial = ops.reshape(spatial, (g, -1, b_out))
-        p_kh, p_kw = self.tensorization.padded[:2]
-        spatial = ops.reshape(spatial, (g, p_kh, p_kw, a))[:, :kh, :kw, :]
-        spatial = ops.transpose(spatial, (1, 2, 0, 3))
-        depthwise = ops.reshape(spatial, (kh, kw, g, 1, a))
-        depthwise = ops.multiply(
-            depthwise, ops.ones((1, 1, 1, out, 1), "float32")
-        )
-        depthwise = ops.reshape(depthwise, (kh, kw, g * out * a, 1))
-        y = ops.depthwise_conv(
-            z,
-            depthwise,
-            strides=strides,
-            padding=padding,
-            data_format="channels_last",
-            dilation_rate=dilation_rate,
-        )
-        y = ops.reshape(y, (*ops.shape(y)[:3], g * out, a))
-        return ops.sum(y, axis=-1)
-
-    def _block_matrices(self, plan):
-        """`(cores, plan's block matrices)`: tensors of the variables, or,
-        inside an export's `device_contraction`, float32 constants of
-        their current values (what the device stores)."""
-        if not executors.device_contraction_active():
-            cores = self.network.active_cores()
-            xp = factorized.KerasFactorOps()
-            return cores, plan.block_matrices(cores, xp)
-        cores = self.network.active_cores(executors.constant_cores_ops())
-        matrices = plan.block_matrices(cores, factorized.NumpyFactorOps())
-        cores = {k: np.asarray(v, "float32") for k, v in cores.items()}
-        return cores, [ops.convert_to_tensor(np.float32(m)) for m in matrices]
-
-    def _part_columns(self, name):
-        """`(start column within a group, index, columns)` of a part."""
-        start = 0
-        g = self.spec.generator_groups
-        for i, p in enumerate(self.parts):
-            if p[0] == name:
-                return start, i, p[2]
-            start += p[2] // g
-        raise KeyError(name)
+        """A 2-D convolution with the kernel taken from the cores, the
+        kernel never formed (see `FactorizedExecution.conv`)."""
+        return self._factorized.conv(x, strides, padding, dilation_rate)
 
     # -- size and growth -------------------------------------------------------
     @property
@@ -571,33 +420,6 @@ class GeneratedKernel(keras.layers.Layer):
         return cls(**config)
 
 
-def spec_factorized_reason(spec: GeneratorSpec):
-    """Why no kernel made from `spec` can be contracted with an input
-    without forming it (a sentence), or None."""
-    if not spec.network_class().factorizable:
-        return (
-            f"network={spec.network!r} is nonlinear in its cores, so its "
-            "kernel must be formed; only network='mpo' contracts the input "
-            "with the cores"
-        )
-    if spec.mode_order != "paired":
-        return (
-            "mode_order='flat' mixes the kernel's input and output digits; "
-            "use mode_order='paired'"
-        )
-    return None
-
-
-def factorized_error(reason: str) -> ValueError:
-    """The error of `execution="factorized"` where `reason` holds."""
-    return ValueError(
-        "`execution='factorized'` contracts the input with the generator's "
-        f"cores and never forms the kernel, but {reason}. Use "
-        "execution='auto' (it forms the kernel where it must) or "
-        "'on_the_fly'."
-    )
-
-
 def _merge(blocks, groups, shape):
     """`(G, *dims)` group blocks -> one kernel of `shape`, the groups side
     by side along the last axis of `dims`."""
@@ -618,10 +440,3 @@ def _mixed_std(parts, initializer):
     total = sum(w for _, _, w in parts)
     var = sum(w * stds[(a, b)] ** 2 for a, b, w in parts) / total
     return math.sqrt(var)
-
-
-def _constant(value):
-    def init(shape, dtype=None):
-        return ops.cast(value, dtype or "float32")
-
-    return init

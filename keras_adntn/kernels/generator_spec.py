@@ -2,6 +2,7 @@
 
 from keras_adntn import networks
 from keras_adntn.networks import initialization as tn_init
+from keras_adntn.networks.growth import check_max_bond_dim
 from keras_adntn.tensorize import MODE_ORDERS
 
 
@@ -85,9 +86,7 @@ class GeneratorSpec:
         cls = networks.get(network)
         self.network = network
         self.bond_dim = check_int("bond_dim", bond_dim, 1)
-        self.max_bond_dim = networks.base.check_max_bond_dim(
-            max_bond_dim, self.bond_dim
-        )
+        self.max_bond_dim = check_max_bond_dim(max_bond_dim, self.bond_dim)
         self.radix = check_int("radix", radix, 2)
         if mode_order not in MODE_ORDERS:
             raise ValueError(
@@ -122,9 +121,7 @@ class GeneratorSpec:
             "generator_groups", generator_groups, 1
         )
         self.seed = check_int("seed", seed, 0, allow_none=True)
-        self.generator_init = networks.base.check_initialization(
-            generator_init, cls
-        )
+        self.generator_init = tn_init.check_initialization(generator_init, cls)
         if generator_init == "orthogonal" and mode_order != "paired":
             raise ValueError(
                 "`generator_init='orthogonal'` needs mode_order='paired' "

@@ -3,7 +3,7 @@
 import keras
 
 from keras_adntn.networks.base import GeneratorNetwork
-from keras_adntn.networks.base import bond
+from keras_adntn.networks.plan import bond
 
 DEFAULT_DEPTH = 4
 
@@ -34,8 +34,6 @@ class BrickWall(GeneratorNetwork):
     def _make_plan(self):
         n, p, chi = self.num_modes, self.radix, self.allocated_bond_dim
         depth = DEFAULT_DEPTH if self.depth is None else self.depth
-        if isinstance(depth, bool) or int(depth) != depth or depth < 1:
-            raise ValueError(f"`depth` must be an int >= 1, got {depth}.")
         layers = [
             [(j, j + 1) for j in range(t % 2, n - 1, 2)] for t in range(depth)
         ]
@@ -47,14 +45,16 @@ class BrickWall(GeneratorNetwork):
             kind = "readout" if not layers else "hidden"
             legs = [((b_in, k > 0),), ((p, False),), ((b_out, k < n - 1),)]
             names.append(
-                self._add_core(f"mps{k}", (b_in, p, b_out), kind, 0, legs=legs)
+                self.plan.add_core(
+                    f"mps{k}", (b_in, p, b_out), kind, 0, legs=legs
+                )
             )
-        self.plan.append(("chain", names))
-        self.plan.append(("end_level", 0, None))
+        self.plan.add_stage(("chain", names))
+        self.plan.add_stage(("end_level", 0, None))
         for t, pairs in enumerate(layers, start=1):
             final = t == len(layers)
             first = len(self.cores)
-            self._add_gate_layer([p] * n, pairs, t, f"layer{t}_gate")
+            self.plan.add_gate_layer([p] * n, pairs, t, f"layer{t}_gate")
             for spec in self.cores[first:]:
                 spec.kind = "readout" if final else "hidden"
-            self.plan.append(("end_level", t, None if final else t - 1))
+            self.plan.add_stage(("end_level", t, None if final else t - 1))

@@ -1,10 +1,13 @@
 """The few primitives the generators are written in, for two executors.
 
-Generator networks and tensorisations are written once against this small
-interface. `KerasOps` runs them with `keras.ops` inside a model (every backend,
-XLA, LiteRT); `NumpyOps` runs the very same schedule in float64 NumPy at build
-time, where initialisation and calibration happen (no backend tracing is
-involved there, so building a layer inside a traced function is safe).
+Generator networks, tensorisations and factorized products
+(`networks.factorized.FactorizedPlan`) are written once against this small
+interface (`Executor`). `KerasOps` runs them with `keras.ops` inside a model
+(every backend, XLA, LiteRT); `NumpyOps` runs the very same schedule in
+float64 NumPy at build time, where initialisation and calibration happen (no
+backend tracing is involved there, so building a layer inside a traced
+function is safe). An export subclasses one of them, or `Executor` itself,
+with its own primitives.
 
 Every primitive is a two-operand contraction, a reshape, a transpose or a
 slice, of rank at most 5 when `max_rank` is 5.
@@ -37,30 +40,50 @@ _NUMPY_ACTIVATIONS = {
 }
 
 
-class NumpyOps:
-    """Float64 NumPy executor used for initialisation and calibration."""
+class Executor:
+    """The interface every executor implements; only the primitives differ.
+
+    Primitives (each executor, as it needs): `convert(x)` (a variable or
+    array to the executor's tensor), `reshape`, `transpose`, `matmul`
+    (batched), `lead_matmul` (`(g, a, r) x (g, a, b) -> (g, r, b)`),
+    `crop(x, sizes)`, `take(x, index, axis)`, `mask(x, threshold,
+    active)`, `activate(fn, x)` and `pad(x, widths)`. `max_rank`: None, or
+    the largest rank a transpose may have.
+
+    The helpers below are written once on top of them.
+    """
 
     max_rank = None
+
+    def pad_last(self, x, extra):
+        """`x` with `extra` zeros after the end of its last axis."""
+        return self.pad(x, [[0, 0]] * (len(x.shape) - 1) + [[0, extra]])
+
+    @staticmethod
+    def crop_axis(x, size, axis):
+        """The leading `size` entries of `x` along `axis` (a slice: NumPy,
+        every backend's tensors, TensorFlow graphs alike)."""
+        index = [slice(None)] * len(x.shape)
+        index[axis] = slice(0, size)
+        return x[tuple(index)]
+
+
+class NumpyOps(Executor):
+    """Float64 NumPy executor used for initialisation and calibration."""
+
     dtype = np.float64
 
     def convert(self, x):
         return np.asarray(x, dtype=self.dtype)
 
-    @staticmethod
-    def reshape(x, shape):
-        return np.reshape(x, shape)
-
-    @staticmethod
-    def transpose(x, axes):
-        return np.transpose(x, axes)
+    reshape = staticmethod(np.reshape)
+    transpose = staticmethod(np.transpose)
+    matmul = staticmethod(np.matmul)
+    pad = staticmethod(np.pad)
 
     @staticmethod
     def lead_matmul(x, m):
         return np.matmul(np.swapaxes(x, 1, 2), m)
-
-    @staticmethod
-    def matmul(x, m):
-        return np.matmul(x, m)
 
     @staticmethod
     def crop(x, sizes):
@@ -94,7 +117,7 @@ def numpy_ops(size):
     return xp
 
 
-class KerasOps:
+class KerasOps(Executor):
     """`keras.ops` executor used inside models."""
 
     def __init__(self, max_rank=None):
@@ -104,21 +127,14 @@ class KerasOps:
     def convert(x):
         return ops.cast(x, "float32")
 
-    @staticmethod
-    def reshape(x, shape):
-        return ops.reshape(x, shape)
-
-    @staticmethod
-    def transpose(x, axes):
-        return ops.transpose(x, axes)
+    reshape = staticmethod(ops.reshape)
+    transpose = staticmethod(ops.transpose)
+    matmul = staticmethod(ops.matmul)
+    pad = staticmethod(ops.pad)
 
     @staticmethod
     def lead_matmul(x, m):
         return ops.einsum("gar,gab->grb", x, m)
-
-    @staticmethod
-    def matmul(x, m):
-        return ops.matmul(x, m)
 
     @staticmethod
     def crop(x, sizes):

@@ -28,7 +28,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from keras import ops
+
+from keras_adntn.networks.executors import NumpyOps
 
 # Cost model of this 2-core CPU class of machine (seconds): a matmul runs
 # at `_FLOPS` when it is large and square enough, a memory pass at `_BYTES`
@@ -220,9 +221,7 @@ class FactorizedPlan:
             made *= q
         size = g * self.in_size * self.out_size
         seconds += 2.0 * _move_seconds(size)  # leaf order -> matrix, crop
-        return seconds + _matmul_seconds(
-            rows, self.in_dim, g * self.out_dim
-        )
+        return seconds + _matmul_seconds(rows, self.in_dim, g * self.out_dim)
 
     # -- execution -------------------------------------------------------------
     def block_matrices(self, cores, xp):
@@ -266,9 +265,10 @@ class FactorizedPlan:
         out_dim)`, the groups side by side (the kernel's column order);
         with a `lead_bond` `a > 1`, `(rows, groups * out_dim * a)`.
 
-        `matrices` are `block_matrices(...)`; `xp` needs `reshape`,
-        `transpose`, `matmul`, `pad_last` and `crop_axis` (rows may be
-        dynamic: they are the one `-1` of every reshape).
+        `matrices` are `block_matrices(...)`; `xp` is an executor
+        (`networks.executors.Executor`: `reshape`, `transpose`, `matmul`,
+        `pad_last` and `crop_axis`; rows may be dynamic: they are the one
+        `-1` of every reshape).
         """
         g = self.groups
         if self.in_size > self.in_dim:
@@ -311,49 +311,18 @@ class FactorizedPlan:
         return xp.reshape(state, (-1, g * self.out_dim * a))
 
 
-def crop_axis(x, size, axis):
-    """The leading `size` entries of `x` along `axis` (a slice: NumPy,
-    every backend's tensors, TensorFlow graphs alike)."""
-    index = [slice(None)] * len(x.shape)
-    index[axis] = slice(0, size)
-    return x[tuple(index)]
-
-
-class KerasFactorOps:
-    """The primitives of `FactorizedPlan` in `keras.ops`."""
-
-    reshape = staticmethod(ops.reshape)
-    transpose = staticmethod(ops.transpose)
-    matmul = staticmethod(ops.matmul)
-
-    @staticmethod
-    def pad_last(x, extra):
-        return ops.pad(x, [[0, 0]] * (len(x.shape) - 1) + [[0, extra]])
-
-    crop_axis = staticmethod(crop_axis)
+# the executors serve the plan too; the name of before, which the export's
+# `FactorizedSchedule` still uses
+NumpyFactorOps = NumpyOps
 
 
 def numpy_apply(plan, x, cores):
     """`FactorizedPlan.apply` in float64 NumPy (tests, exports)."""
-    xp = NumpyFactorOps()
+    xp = NumpyOps()
     cores = {k: np.asarray(v, np.float64) for k, v in cores.items()}
     return plan.apply(
         np.asarray(x, np.float64), plan.block_matrices(cores, xp), xp
     )
-
-
-class NumpyFactorOps:
-    """The primitives of `FactorizedPlan` in NumPy."""
-
-    reshape = staticmethod(np.reshape)
-    transpose = staticmethod(np.transpose)
-    matmul = staticmethod(np.matmul)
-
-    @staticmethod
-    def pad_last(x, extra):
-        return np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, extra)])
-
-    crop_axis = staticmethod(crop_axis)
 
 
 def rows_of(shape, default=128) -> int:

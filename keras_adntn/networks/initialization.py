@@ -35,10 +35,44 @@ import numpy as np
 
 from keras_adntn import activations as tn_activations
 from keras_adntn.networks.executors import numpy_ops
+from keras_adntn.networks.run_plan import run_plan
 
+INITIALIZATIONS = ("calibrated", "orthogonal")
 RELU_LIKE = {"elu", "gelu", "relu", "silu", "swish", "leaky_relu", "selu"}
 DISENTANGLER_NOISE = 1e-2
 LATENT_STD = 1.0
+MAX_DRAWS = 64
+
+
+def check_initialization(initialization, cls=None) -> str:
+    """Validates a generator initialisation: one of `INITIALIZATIONS`;
+    `"orthogonal"` only for a network class with `has_orthogonal_init`."""
+    if initialization not in INITIALIZATIONS:
+        raise ValueError(
+            f"`generator_init` must be one of {INITIALIZATIONS}, got "
+            f"{initialization!r}."
+        )
+    if (
+        initialization == "orthogonal"
+        and cls is not None
+        and not cls.has_orthogonal_init
+    ):
+        raise ValueError(
+            f"`generator_init='orthogonal'` applies to network='mpo' only "
+            f"(a Kronecker product of orthogonal factors is a bond-1 MPO), "
+            f"not to {cls.__name__}."
+        )
+    return initialization
+
+
+def constant(value):
+    """An initializer returning `value` (an array or scalar) cast to the
+    dtype asked for (float32 by default)."""
+
+    def init(shape, dtype=None):
+        return keras.ops.cast(value, dtype or "float32")
+
+    return init
 
 
 def glorot_std(fan_in: int, fan_out: int) -> float:
@@ -89,7 +123,7 @@ def level_activations(network) -> dict:
     """The activation that ends each hidden level, `{level: activation}`."""
     return {
         stage[1]: network.activations[stage[2]]
-        for stage in network.plan
+        for stage in network.plan.stages
         if stage[0] == "end_level" and stage[2] is not None
     }
 
@@ -97,7 +131,7 @@ def level_activations(network) -> dict:
 def level_gains(network) -> dict:
     """gain**2 of each level, from the activation that ends it."""
     gains = {}
-    for stage in network.plan:
+    for stage in network.plan.stages:
         if stage[0] == "end_level" and stage[2] is not None:
             gains[stage[1]] = gain_squared(network.activations[stage[2]])
     return gains
@@ -198,10 +232,43 @@ def calibrate(network, values: dict) -> np.ndarray:
             )
         return state * factor.reshape(g, 1).astype(state.dtype)
 
-    out = network._run(cores, xp, hook)
+    out = run_plan(network.plan, cores, xp, hook=hook)
     used = out if mask is None else out[:, mask]
     alive = np.isfinite(used).all(axis=1)
     if used.shape[1] > 1:
         with np.errstate(invalid="ignore"):
             alive &= used.std(axis=1) > 0
     return alive
+
+
+def initial_values(network) -> dict:
+    """Initial cores of `network` (SPEC §4): drawn with its seed (None:
+    one from NumPy's global generator), then calibrated (`calibrate`);
+    `{name: float64 (groups, *shape)}`. A group whose draw is dead is
+    drawn again, up to `MAX_DRAWS` times."""
+    seed = network.seed
+    if seed is None:
+        seed = int(np.random.randint(0, 2**31 - 1))
+    rng = np.random.default_rng(seed)
+    gains = level_gains(network)
+    acts = level_activations(network)
+    values, alive = None, None
+    for _ in range(MAX_DRAWS):
+        draw = {
+            c.name: draw_core(rng, c, network.groups, gains, acts)
+            for c in network.cores
+        }
+        if network.initialization == "orthogonal":
+            draw = network._orthogonal_cores(rng, draw)
+        if values is None:
+            values = draw
+        else:
+            for name, value in values.items():
+                value[~alive] = draw[name][~alive]
+        # A group's draw can be dead (e.g. ReLU with bond_dim 1 zeroes a
+        # whole level): its cores are drawn again from the same
+        # generator, deterministically; live groups are kept.
+        alive = calibrate(network, values)
+        if alive.all():
+            break
+    return values

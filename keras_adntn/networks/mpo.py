@@ -4,8 +4,8 @@ import keras
 
 from keras_adntn.networks import initialization as tn_init
 from keras_adntn.networks.base import GeneratorNetwork
-from keras_adntn.networks.base import bond
 from keras_adntn.networks.factorized import FactorizedPlan
+from keras_adntn.networks.plan import bond
 
 
 @keras.saving.register_keras_serializable(package="keras_adntn")
@@ -64,7 +64,7 @@ class MPO(GeneratorNetwork):
             extra["max_block_entries"] = max_block_entries
         return FactorizedPlan(
             sites,
-            {name: self._shape(name) for name, _ in sites},
+            {name: self.plan.shape(name) for name, _ in sites},
             self.output_leaves[skipped:],
             self.radix,
             self.groups,
@@ -141,7 +141,7 @@ class MPO(GeneratorNetwork):
             legs = [((b_in, k > 0),), ((p**modes, False),)]
             legs.append(((b_out, left < n),))
             names.append(
-                self._add_core(
+                self.plan.add_core(
                     f"site{k}",
                     (b_in, p**modes, b_out),
                     "readout",
@@ -150,5 +150,5 @@ class MPO(GeneratorNetwork):
                 )
             )
         self._sites = tuple(zip(names, sites))
-        self.plan.append(("chain", names))
-        self.plan.append(("end_level", 0, None))
+        self.plan.add_stage(("chain", names))
+        self.plan.add_stage(("end_level", 0, None))

@@ -5,7 +5,7 @@ import math
 import keras
 
 from keras_adntn.networks.base import GeneratorNetwork
-from keras_adntn.networks.base import bond
+from keras_adntn.networks.plan import bond
 
 LEAVES_PER_ROOT = 8
 # the default latent tensor (bond_dim ** latent_order numbers) stays small
@@ -84,10 +84,6 @@ class TTN(GeneratorNetwork):
     def _tree_shape(self):
         n = self.num_modes
         n0, depth = self.latent_order, self.depth
-        if depth is not None and (
-            isinstance(depth, bool) or int(depth) != depth or depth < 1
-        ):
-            raise ValueError(f"`depth` must be an int >= 1, got {depth}.")
         if n0 is None or n0 in DEFAULT_RULES:
             if depth is not None:
                 n0 = math.ceil(n / 2**depth)
@@ -119,11 +115,11 @@ class TTN(GeneratorNetwork):
         p, chi, g = self.radix, self.allocated_bond_dim, self.groups
         counts, depth = self._tree_shape()
         dims = [bond(chi, p, c) for c in counts]
-        self._add_core(
+        self.plan.add_core(
             "latent", dims, "latent", 0, legs=[((d, True),) for d in dims]
         )
-        self.plan.append(("latent", "latent"))
-        self.plan.append(("end_level", 0, None))
+        self.plan.add_stage(("latent", "latent"))
+        self.plan.add_stage(("end_level", 0, None))
         del g
         for level in range(1, depth + 1):
             remaining = depth - level + 1
@@ -135,7 +131,7 @@ class TTN(GeneratorNetwork):
                 else:
                     split = [count]
                 child_dims = [p if final else bond(chi, p, c) for c in split]
-                core = self._add_core(
+                core = self.plan.add_core(
                     f"level{level}_node{node}",
                     (dim, *child_dims),
                     "readout" if final else "hidden",
@@ -146,14 +142,16 @@ class TTN(GeneratorNetwork):
                 blocks.append((dim, math.prod(child_dims), core))
                 children += list(zip(split, child_dims))
                 parents += [node] * len(split)
-            self.plan.append(("cycle", blocks))
+            self.plan.add_stage(("cycle", blocks))
             counts = [c for c, _ in children]
             dims = [d for _, d in children]
             if self.gate_levels == "all" or (
                 self.gate_levels == "last" and final
             ):
                 self._add_boundary_gates(dims, parents, level, not final)
-            self.plan.append(("end_level", level, None if final else level - 1))
+            self.plan.add_stage(
+                ("end_level", level, None if final else level - 1)
+            )
 
     def _add_boundary_gates(self, dims, parents, level, grows=False):
         """Disentanglers on neighbours with different parents (open ends);
@@ -170,7 +168,7 @@ class TTN(GeneratorNetwork):
             else:
                 sublayers.append([j])
         for s, layer in enumerate(sublayers):
-            self._add_gate_layer(
+            self.plan.add_gate_layer(
                 dims,
                 [(j, j + 1) for j in layer],
                 level,

@@ -3,9 +3,12 @@ import pytest
 from keras import ops
 
 from keras_adntn import networks
+from keras_adntn.kernels import GeneratorSpec
 from keras_adntn.networks import initialization as tn_init
+from keras_adntn.networks.executors import KerasOps
 from keras_adntn.networks.executors import NumpyOps
 from keras_adntn.networks.executors import numpy_ops
+from keras_adntn.networks.run_plan import run_plan
 from keras_adntn.tensorize import Tensorization
 
 NAMES = ["ttn", "attn", "mera", "brickwall", "mpo"]
@@ -23,7 +26,7 @@ def _kernel_std(name, dims, bond_dim, **kwargs):
     )
     values = net.initial_values()
     xp = numpy_ops(t.size)
-    kernel = t.unfold(net._run(values, xp), xp)
+    kernel = t.unfold(run_plan(net.plan, values, xp), xp)
     return kernel, net
 
 
@@ -77,7 +80,7 @@ def test_keras_generation_matches_numpy_walk(name):
     net = networks.get(name)(num_modes=t.num_modes, groups=2, seed=0)
     net.build()
     values = {c.name: np.asarray(net._vars[c.name]) for c in net.cores}
-    expected = net._run(values, numpy_ops(t.size))
+    expected = run_plan(net.plan, values, numpy_ops(t.size))
     out = ops.convert_to_numpy(net.generate())
     assert out.shape == (2, t.size)
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
@@ -87,23 +90,23 @@ def test_keras_generation_matches_numpy_walk(name):
 def test_any_number_of_modes(n):
     for name in NAMES:
         net = networks.get(name)(num_modes=n, bond_dim=2, seed=0)
-        out = net._run(net.initial_values(), numpy_ops(2**n))
+        out = run_plan(net.plan, net.initial_values(), numpy_ops(2**n))
         assert out.shape == (1, 2**n)
         assert np.isfinite(out).all()
 
 
 def test_tree_depth_and_latent_order():
     net = networks.get("ttn")(num_modes=24, latent_order=3)
-    assert net._shape("latent") == (2, 2, 2)
-    assert sum(1 for s in net.plan if s[0] == "end_level") == 4
+    assert net.plan.shape("latent") == (2, 2, 2)
+    assert sum(1 for s in net.plan.stages if s[0] == "end_level") == 4
     deep = networks.get("ttn")(num_modes=24, latent_order=3, depth=5)
-    assert sum(1 for s in deep.plan if s[0] == "end_level") == 6
+    assert sum(1 for s in deep.plan.stages if s[0] == "end_level") == 6
     with pytest.raises(ValueError, match="latent_order"):
         networks.get("ttn")(num_modes=24, latent_order=30)
     with pytest.raises(ValueError, match="depth"):
         networks.get("ttn")(num_modes=24, latent_order=1, depth=2)
     with pytest.raises(ValueError, match="latent_order"):
-        networks.get("mpo")(num_modes=24, latent_order=2)
+        GeneratorSpec("mpo", latent_order=2)  # checked once, in the spec
 
 
 class _RankRecorder(NumpyOps):
@@ -128,9 +131,9 @@ def test_rank_limited_walk_stays_within_rank_five(name):
     net = networks.get(name)(num_modes=t.num_modes, groups=2, seed=0)
     values = net.initial_values()
     xp = _RankRecorder(max_rank=5)
-    limited = t.unfold(net._run(values, xp), xp)
+    limited = t.unfold(run_plan(net.plan, values, xp), xp)
     assert max(xp.ranks) <= 5
-    full = t.unfold(net._run(values, NumpyOps()), NumpyOps())
+    full = t.unfold(run_plan(net.plan, values, NumpyOps()), NumpyOps())
     np.testing.assert_allclose(limited, full)
 
 
@@ -142,3 +145,21 @@ def test_schedule_is_printable():
 def test_unknown_network():
     with pytest.raises(ValueError, match="network"):
         networks.get("peps")
+
+
+def test_run_plan_is_a_function_of_arrays():
+    net = networks.get("mera")(num_modes=8, groups=2, seed=0)
+    net.build()
+    xp = NumpyOps()
+    got = run_plan(net.plan, net.active_cores(xp), xp)
+    want = ops.convert_to_numpy(net.generate())
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("xp", [NumpyOps(), KerasOps()])
+def test_executors_share_the_plan_helpers(xp):
+    x = np.arange(6.0).reshape(2, 3)
+    padded = ops.convert_to_numpy(xp.pad_last(xp.convert(x), 2))
+    np.testing.assert_allclose(padded, np.pad(x, [(0, 0), (0, 2)]))
+    cropped = ops.convert_to_numpy(xp.crop_axis(xp.convert(x), 2, 1))
+    np.testing.assert_allclose(cropped, x[:, :2])

@@ -1,0 +1,259 @@
+"""FactorizedExecution: a generated kernel's product, the kernel never formed.
+
+Where a `GeneratedKernel`'s generator is linear in its cores (`mpo`, paired
+mode order), `x @ kernel` and a 2-D convolution with the kernel can be taken
+from the cores (`networks.factorized.FactorizedPlan`). This module decides
+whether that is possible (`reason`), whether it is the faster path for a
+call shape (`path`, the cost model of the plan), and runs it (`matmul`,
+`conv`). `GeneratedKernel` owns one and delegates to it; the layers and the
+export call the kernel.
+"""
+
+import math
+
+import numpy as np
+from keras import ops
+
+from keras_adntn.kernels.generator_spec import GeneratorSpec
+from keras_adntn.networks import executors
+from keras_adntn.networks import factorized
+
+
+def spec_factorized_reason(spec: GeneratorSpec):
+    """Why no kernel made from `spec` can be contracted with an input
+    without forming it (a sentence), or None."""
+    if not spec.network_class().factorizable:
+        return (
+            f"network={spec.network!r} is nonlinear in its cores, so its "
+            "kernel must be formed; only network='mpo' contracts the input "
+            "with the cores"
+        )
+    if spec.mode_order != "paired":
+        return (
+            "mode_order='flat' mixes the kernel's input and output digits; "
+            "use mode_order='paired'"
+        )
+    return None
+
+
+def factorized_error(reason: str) -> ValueError:
+    """The error of `execution="factorized"` where `reason` holds."""
+    return ValueError(
+        "`execution='factorized'` contracts the input with the generator's "
+        f"cores and never forms the kernel, but {reason}. Use "
+        "execution='auto' (it forms the kernel where it must) or "
+        "'on_the_fly'."
+    )
+
+
+class FactorizedExecution:
+    """The factorized path of one `GeneratedKernel`.
+
+    Args:
+        kernel: the `GeneratedKernel` (read when asked: its network,
+            tensorisation and part scales exist once it is built).
+    """
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+        self._plans = {}
+
+    def reason(self):
+        """Why `x @ kernel` cannot be taken from the cores without forming
+        the kernel (a sentence), or None where it can."""
+        kernel = self.kernel
+        reason = spec_factorized_reason(kernel.spec)
+        if reason is not None:
+            return reason
+        if len(kernel.dims) not in (2, 4):
+            return (
+                f"a kernel of rank {len(kernel.dims)} is neither a matrix "
+                "nor a 2-D convolution"
+            )
+        if len(kernel.dims) == 4 and self._spatial_sites() is None:
+            return (
+                f"the kernel's spatial digits ({self._spatial_leaves()} "
+                "leaves) end inside an MPO site, so the spatial and channel "
+                "factors do not separate (an odd number of spatial digits, "
+                "e.g. kernel_size (3, 1))"
+            )
+        if kernel.kernel_constraint is not None:
+            return "`kernel_constraint` acts on the formed kernel"
+        return None
+
+    def check(self) -> None:
+        """Raises the error of `execution="factorized"` where `reason`
+        holds."""
+        reason = self.reason()
+        if reason is not None:
+            raise factorized_error(reason)
+
+    def _spatial_leaves(self) -> int:
+        """Leaves of a conv kernel's spatial digits (they come first)."""
+        return sum(self.kernel.tensorization.digits[:-2])
+
+    def _spatial_sites(self):
+        """The MPO sites holding exactly a conv kernel's spatial digits
+        (None where a site mixes spatial and channel digits)."""
+        return self.kernel.network.lead_sites(self._spatial_leaves())
+
+    def plan(self, rows=None, in_dim=None):
+        """The `networks.factorized.FactorizedPlan` for `rows` input rows
+        of `in_dim` features (default: the kernel's rows); for a conv
+        kernel, the plan of its channel sites (input channels to output
+        channels, with the bond to the spatial sites). One per pair,
+        computed once."""
+        dims = self.kernel.dims
+        in_dim = dims[-2] if in_dim is None else int(in_dim)
+        key = (128 if rows is None else int(rows), in_dim)
+        if key not in self._plans:
+            first = 0 if len(dims) == 2 else len(self._spatial_sites())
+            self._plans[key] = self.kernel.network.factorized_plan(
+                in_dim, dims[-1], rows=key[0], first_site=first
+            )
+        return self._plans[key]
+
+    def wins(self, rows) -> bool:
+        """The cost model: contracting beats generating for `rows`
+        input rows (pixels, for a conv kernel)."""
+        dims = self.kernel.dims
+        plan = self.plan(rows)
+        if len(dims) == 2:
+            return plan.factorized_seconds(rows) < plan.generated_seconds(rows)
+        # conv: channel sites per pixel, then a depthwise conv over
+        # (groups, out channels, bond) with the spatial factor; against
+        # generating the kernel and a conv (im2col-sized matmul)
+        taps = math.prod(dims[:-2])
+        g, out = self.kernel.spec.generator_groups, dims[-1]
+        fac = plan.factorized_seconds(rows) + factorized.move_seconds(
+            rows * g * out * plan.lead_bond * taps
+        )
+        whole = self.kernel.network.factorized_plan(
+            math.prod(dims[:-1]), out, rows=rows
+        )
+        return fac < whole.generated_seconds(rows)
+
+    def path(self, shape, training=None) -> str:
+        """Which path a call with inputs of `shape` takes: `"factorized"`
+        (the input contracted with the cores), `"generated"` (the kernel
+        made, then multiplied) or `"cached"` (the cached kernel)."""
+        kernel = self.kernel
+        if kernel.execution == "cached" and not training:
+            return "cached"
+        if (
+            self.reason() is not None
+            # int8 QAT rounds the formed kernel: decided when a function
+            # is traced (no branch that XLA would allocate and partition)
+            or kernel.kernel_quantization is not None
+        ):
+            return "generated"
+        if executors.generation_ops_active():  # an export trace decides
+            if executors.device_contraction_active():
+                return "factorized"
+            return "generated"
+        if kernel.execution == "on_the_fly":
+            return "generated"
+        if kernel.execution == "factorized":
+            return "factorized"
+        rows = factorized.rows_of(tuple(shape))
+        return "factorized" if self.wins(rows) else "generated"
+
+    def matmul(self, x, part=None):
+        """`x @ kernel` (float32, `(..., rows)` -> `(..., columns)`) taken
+        from the cores: the kernel is never formed. `part`: the name of a
+        part of a joint kernel (its rows and columns only). Not with
+        `kernel_quantization="int8"` (QAT rounds the formed kernel:
+        `path` then says `"generated"`)."""
+        kernel = self.kernel
+        x = ops.cast(x, "float32")
+        rank = len(x.shape)
+        in_dim = int(x.shape[-1])
+        plan = self.plan(factorized.rows_of(tuple(x.shape)), in_dim)
+        flat = x if rank == 2 else ops.reshape(x, (-1, in_dim))
+        name = kernel.key if part is None else part
+        g = kernel.spec.generator_groups
+        _, matrices = self.block_matrices(plan)
+        y = plan.apply(flat, matrices, executors.KerasOps())
+        if kernel.parts is not None:
+            start, i, cols = self._part_columns(name)
+            y = ops.reshape(y, (-1, g, kernel.dims[1]))
+            y = y[:, :, start : start + cols // g]
+            scale = ops.cast(kernel.part_scale, "float32")[:, i]
+            y = ops.multiply(y, ops.reshape(scale, (1, g, 1)))
+            y = ops.reshape(y, (-1, cols))
+        if rank == 2:
+            return y
+        lead = ops.shape(x)[:-1]
+        return ops.reshape(y, (*lead, y.shape[-1]))
+
+    def conv(self, x, strides, padding, dilation_rate):
+        """A channels-last 2-D convolution of `x` (float32, `(batch, h, w,
+        c_in)`) with the kernel, taken from the cores: the channel sites
+        map every pixel to `(groups, filters, a)` (`a`: the bond to the
+        spatial sites), then a depthwise convolution with the spatial
+        factor `(kh, kw, a)` and a sum over `a`. The kernel is never
+        formed."""
+        kernel = self.kernel
+        x = ops.cast(x, "float32")
+        kh, kw, c_in, out = kernel.dims
+        g = kernel.spec.generator_groups
+        rows = factorized.rows_of(tuple(x.shape))
+        plan = self.plan(rows, c_in)
+        a = plan.lead_bond
+        cores, matrices = self.block_matrices(plan)
+        lead = ops.shape(x)[:3]
+        z = plan.apply(
+            ops.reshape(x, (-1, c_in)), matrices, executors.KerasOps()
+        )
+        z = ops.reshape(z, (*lead, g * out * a))
+        # the spatial factor: (G, P_kh * P_kw, a), cropped to (kh, kw)
+        spatial = None
+        for name in self._spatial_sites():
+            core = cores[name]
+            _, b_in, q, b_out = core.shape
+            if spatial is None:
+                spatial = ops.reshape(core, (g, q, b_out))
+                continue
+            spatial = ops.matmul(spatial, ops.reshape(core, (g, b_in, -1)))
+            spatial = ops.reshape(spatial, (g, -1, b_out))
+        p_kh, p_kw = kernel.tensorization.padded[:2]
+        spatial = ops.reshape(spatial, (g, p_kh, p_kw, a))[:, :kh, :kw, :]
+        spatial = ops.transpose(spatial, (1, 2, 0, 3))
+        depthwise = ops.reshape(spatial, (kh, kw, g, 1, a))
+        depthwise = ops.multiply(
+            depthwise, ops.ones((1, 1, 1, out, 1), "float32")
+        )
+        depthwise = ops.reshape(depthwise, (kh, kw, g * out * a, 1))
+        y = ops.depthwise_conv(
+            z,
+            depthwise,
+            strides=strides,
+            padding=padding,
+            data_format="channels_last",
+            dilation_rate=dilation_rate,
+        )
+        y = ops.reshape(y, (*ops.shape(y)[:3], g * out, a))
+        return ops.sum(y, axis=-1)
+
+    def block_matrices(self, plan):
+        """`(cores, plan's block matrices)`: tensors of the variables, or,
+        inside an export's `device_contraction`, float32 constants of
+        their current values (what the device stores)."""
+        network = self.kernel.network
+        if not executors.device_contraction_active():
+            cores = network.active_cores()
+            return cores, plan.block_matrices(cores, executors.KerasOps())
+        cores = network.active_cores(executors.constant_cores_ops())
+        matrices = plan.block_matrices(cores, executors.NumpyOps())
+        cores = {k: np.asarray(v, "float32") for k, v in cores.items()}
+        return cores, [ops.convert_to_tensor(np.float32(m)) for m in matrices]
+
+    def _part_columns(self, name):
+        """`(start column within a group, index, columns)` of a part."""
+        start = 0
+        g = self.kernel.spec.generator_groups
+        for i, p in enumerate(self.kernel.parts):
+            if p[0] == name:
+                return start, i, p[2]
+            start += p[2] // g
+        raise KeyError(name)
