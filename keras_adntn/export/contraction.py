@@ -19,7 +19,6 @@ import numpy as np
 
 from keras_adntn.export.schedule import DeviceSchedule
 from keras_adntn.networks import executors
-from keras_adntn.networks import factorized
 
 # the largest block matrix written to the file (flash), in numbers
 MAX_DEVICE_BLOCK_ENTRIES = 1024
@@ -53,7 +52,7 @@ class FactorizedSchedule(DeviceSchedule):
         self.matrices = [
             np.asarray(m, np.float32)
             for m in self.plan.block_matrices(
-                cores, factorized.NumpyFactorOps()
+                cores, executors.NumpyOps()
             )
         ]
 

@@ -14,6 +14,8 @@ export measures the real arena on TFLM where it can.
 
 import numpy as np
 
+from keras_adntn.kernels.kernel_quantization import int8_scale
+
 # Estimated arena per entry of a block's largest state, in float32 entries.
 _BLOCK_COPIES = 4
 # Loop-carried tensors are copied between the WHILE op and its subgraphs.
@@ -149,7 +151,5 @@ def int8_scales(layer) -> np.ndarray | None:
         return None
     from keras import ops
 
-    kernel = np.asarray(ops.convert_to_numpy(layer.kernel))
-    bound = np.max(np.abs(kernel.reshape(-1, kernel.shape[-1])), axis=0)
-    return np.maximum(bound, 1e-12) / 127.0
+    return np.asarray(ops.convert_to_numpy(int8_scale(layer.kernel)))
 

@@ -25,6 +25,19 @@ def check_kernel_quantization(value):
     return value
 
 
+def int8_scale(kernel, axis: int = -1, keepdims: bool = False):
+    """The int8 grid step of each channel of `kernel` along `axis`:
+    `max |kernel|` over the other axes / 127 (at least 1e-12 / 127).
+
+    The one definition of the scale: `fake_quantize` rounds with it and an
+    int8 export of a QAT layer stores it.
+    """
+    axis = axis % len(kernel.shape)
+    others = [a for a in range(len(kernel.shape)) if a != axis]
+    bound = ops.max(ops.abs(kernel), axis=others, keepdims=keepdims)
+    return ops.divide(ops.maximum(bound, 1e-12), 127.0)
+
+
 def fake_quantize(kernel, mode, axis=-1):
     """`kernel` fake-quantised per channel along `axis` (`mode` None: as is).
 
@@ -39,10 +52,7 @@ def fake_quantize(kernel, mode, axis=-1):
     """
     if mode is None:
         return kernel
-    axis = axis % len(kernel.shape)
-    others = [a for a in range(len(kernel.shape)) if a != axis]
-    bound = ops.max(ops.abs(kernel), axis=others, keepdims=True)
-    scale = ops.divide(ops.maximum(bound, 1e-12), 127.0)
+    scale = int8_scale(kernel, axis, keepdims=True)
     grid = ops.multiply(ops.round(ops.divide(kernel, scale)), scale)
     # straight-through estimator: forward on the grid, identity gradient
     return ops.add(kernel, ops.stop_gradient(ops.subtract(grid, kernel)))

@@ -311,11 +311,6 @@ class FactorizedPlan:
         return xp.reshape(state, (-1, g * self.out_dim * a))
 
 
-# the executors serve the plan too; the name of before, which the export's
-# `FactorizedSchedule` still uses
-NumpyFactorOps = NumpyOps
-
-
 def numpy_apply(plan, x, cores):
     """`FactorizedPlan.apply` in float64 NumPy (tests, exports)."""
     xp = NumpyOps()
