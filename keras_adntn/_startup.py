@@ -12,8 +12,10 @@ Python `tensorflow` / absl loggers at ERROR afterwards (`finish`).
 A plain `import keras_adntn` changes nothing.
 """
 
-import os
+import contextlib
 import sys
+
+from keras_adntn import _quiet
 
 
 def _wanted() -> bool:
@@ -25,18 +27,10 @@ def _wanted() -> bool:
     return argv[at + 1 : at + 2] == ["keras_adntn"] and "--verbose" not in argv
 
 
-_saved_fd = None
 QUIET = _wanted()
+_quiet_start = contextlib.ExitStack()
 if QUIET:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    try:
-        sys.stderr.flush()
-        _saved_fd = os.dup(2)
-        _devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(_devnull, 2)
-        os.close(_devnull)
-    except OSError:  # no real descriptor 2
-        _saved_fd = None
+    _quiet_start.enter_context(_quiet.quiet_start())
     _original_hook = sys.excepthook
 
     def _failed_import_hook(*exc_info):
@@ -49,21 +43,6 @@ if QUIET:
 
 def finish() -> None:
     """Restores descriptor 2 and turns the Python loggers down (once)."""
-    global _saved_fd
     if QUIET and sys.excepthook is _failed_import_hook:
         sys.excepthook = _original_hook
-    if _saved_fd is not None:
-        sys.stderr.flush()
-        os.dup2(_saved_fd, 2)
-        os.close(_saved_fd)
-        _saved_fd = None
-    if QUIET:
-        import logging
-
-        logging.getLogger("tensorflow").setLevel(logging.ERROR)
-        try:
-            from absl import logging as absl_logging
-
-            absl_logging.set_verbosity(absl_logging.ERROR)
-        except ImportError:
-            pass
+    _quiet_start.close()

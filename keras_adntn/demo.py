@@ -163,24 +163,34 @@ def gains(rows) -> dict:
     }
 
 
+def _standings(rows):
+    """What both verdicts are made of: `(gain, worth, best, control,
+    margin)`: the gains by kind, the accuracy the trained Dense layer adds
+    over removing it, and (None where `worth` is too small to tell layers
+    apart) the best generated kind, the best control and the accuracy by
+    which the one beats the other."""
+    gain = gains(rows)
+    accuracy = {row[0]: row[3] for row in rows}
+    worth = accuracy["dense"] - accuracy["removed"]
+    if worth < MIN_DENSE_GAIN:
+        return gain, worth, None, None, None
+    best = max((k for k in gain if k in GENERATORS), key=gain.get)
+    control = max((k for k in gain if k in CONTROLS), key=gain.get)
+    return gain, worth, best, control, accuracy[best] - accuracy[control]
+
+
 def verdict(rows) -> str:
     """One line: does the best generated layer beat both controls?"""
-    gain = gains(rows)
-    by_kind = {row[0]: row for row in rows}
-    worth = by_kind["dense"][3] - by_kind["removed"][3]
-    if worth < MIN_DENSE_GAIN:
+    gain, worth, best, control, margin = _standings(rows)
+    if best is None:
         return (
             f"the trained Dense layer adds {100 * worth:.1f} points over "
             f"removing it: too little to tell layers apart (no layer is "
             f"clearly worth its parameters here)"
         )
-    generated = [k for k in gain if k in GENERATORS]
-    best = max(generated, key=lambda k: gain[k])
-    controls = [k for k in gain if k in CONTROLS]
-    control = max(controls, key=lambda k: gain[k])
-    ratio = by_kind[best][2] / by_kind[best][1]
-    head = f"{best} recovers {gain[best]:.2f} of the dense gain at {ratio:.0f}x"
-    margin = by_kind[best][3] - by_kind[control][3]
+    _, params, dense, _, _ = {row[0]: row for row in rows}[best]
+    head = f"{best} recovers {gain[best]:.2f} of the dense gain at "
+    head += f"{dense / params:.0f}x"
     if margin >= MIN_MARGIN:
         return (
             f"{head}, above both controls (best control: {control} "
@@ -420,17 +430,12 @@ def _demo_plot(panels, path):
 
 
 def _short_verdict(rows) -> str:
-    gain = gains(rows)
-    by_kind = {row[0]: row for row in rows}
-    worth = by_kind["dense"][3] - by_kind["removed"][3]
-    if worth < MIN_DENSE_GAIN:
+    gain, worth, best, control, margin = _standings(rows)
+    if best is None:
         return (
             f"the layer under test adds {100 * worth:.1f} points:\n"
             f"too little to tell layers apart"
         )
-    best = max((k for k in gain if k in GENERATORS), key=gain.get)
-    control = max((k for k in gain if k in CONTROLS), key=gain.get)
-    margin = by_kind[best][3] - by_kind[control][3]
     beats = "beats" if margin >= MIN_MARGIN else "does not beat"
     return (
         f"{best} ({gain[best]:.2f} of the dense gain) {beats} the controls"

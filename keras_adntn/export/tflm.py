@@ -16,16 +16,24 @@ filter is computed), so `measure` runs the search in a child process
 counts a crash at a probe as "too small".
 """
 
-import contextlib
 import dataclasses
 import json
 import os
+import runpy
 import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
+
+if __name__ == "__main__":  # `measure`'s child: this file alone, no package
+    _here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    _helpers = runpy.run_path(os.path.join(_here, "_quiet.py"))
+    quiet_fd, quiet_start = _helpers["quiet_fd"], _helpers["quiet_start"]
+else:
+    from keras_adntn._quiet import quiet_fd
+    from keras_adntn._quiet import quiet_start
 
 # The search stops when the bracket is this narrow (bytes): TFLM aligns
 # its buffers to 16 bytes, so the answer is exact to within this.
@@ -57,36 +65,14 @@ def available() -> bool:
     return True
 
 
-@contextlib.contextmanager
-def quiet_fd(target: int = 2):
-    """Silences what C++ code writes to file descriptor `target` (2:
-    TFLM's "Failed to resize buffer" for every arena that is too small;
-    1: the quantiser's settings line)."""
-    try:
-        fd = os.dup(target)
-    except OSError:  # no such file descriptor (embedded interpreters)
-        yield
-        return
-    try:
-        if target == 1:
-            sys.stdout.flush()
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), target)
-            yield
-    finally:
-        os.dup2(fd, target)
-        os.close(fd)
-
-
 def load_tensorflow_quietly() -> None:
     """Imports TensorFlow (the export needs it; on the JAX and PyTorch
     backends it is not loaded yet) with descriptor 2 silenced: its oneDNN
     and absl start-up lines ignore `TF_CPP_MIN_LOG_LEVEL`."""
     if "tensorflow" in sys.modules:
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        with quiet_fd(2):
+        with quiet_start(loggers=False):
             import tensorflow  # noqa: F401
     except ImportError:  # the export says what is missing
         pass

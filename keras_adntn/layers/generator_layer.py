@@ -1,5 +1,7 @@
 """GeneratorLayer: what every TN layer shares, around its GeneratedKernels."""
 
+import inspect
+
 import keras
 from keras import constraints
 from keras import initializers
@@ -112,6 +114,12 @@ class GeneratorLayer(keras.layers.Layer):
         generator_init="calibrated",
         **kwargs,
     ):
+        if "groups" in kwargs:  # TNConv2D's `groups` is its own argument
+            raise ValueError(
+                f"{type(self).__name__} has no `groups`; the number of "
+                "generator groups is `generator_groups`, got "
+                f"groups={kwargs['groups']!r}."
+            )
         super().__init__(**kwargs)
         self.generator_spec = GeneratorSpec(
             network=network,
@@ -231,6 +239,45 @@ class GeneratorLayer(keras.layers.Layer):
     def generators(self) -> list:
         """The generator networks of the layer's kernels."""
         return [kernel.network for kernel in self.generated_kernels]
+
+    def _generate(self) -> dict:
+        """`{name: generated float32 kernel}` of every kernel."""
+        kernels = {}
+        for kernel in self.generated_kernels:
+            kernels.update(kernel.generate())
+        return kernels
+
+    # -- the one kernel of TNDense and TNConv2D --------------------------------
+    def _single_kernel(self, what: str) -> GeneratedKernel:
+        """The layer's one `GeneratedKernel` (`generated_kernel`), or
+        AttributeError naming `what` was asked for."""
+        name = type(self).__name__
+        if not self.built:
+            raise AttributeError(
+                f"The {what} of a {name} exists once the layer is built."
+            )
+        kernel = getattr(self, "generated_kernel", None)
+        if kernel is None:
+            raise AttributeError(
+                f"A {name} has several kernels, so no `{what}`; see "
+                "`generated_kernels`."
+            )
+        return kernel
+
+    @property
+    def kernel(self):
+        """The generated float32 kernel (regenerated on every access)."""
+        return self._single_kernel("kernel").generate()["kernel"]
+
+    @property
+    def generator(self):
+        """The generator network (`generated_kernel.network`)."""
+        return self._single_kernel("generator").network
+
+    @property
+    def tensorization(self):
+        """The kernel's tensorisation (`generated_kernel.tensorization`)."""
+        return self._single_kernel("tensorization").tensorization
 
     def _kernel_path(self, kernel, shape, training=None) -> str:
         """The path of `kernel` for inputs of `shape` (see
@@ -363,8 +410,19 @@ class GeneratorLayer(keras.layers.Layer):
 
     @classmethod
     def from_config(cls, config):
-        # a tree's `latent_order=None` in an older file: the old default
+        """A layer from `get_config`'s dict, also one saved by an older
+        version: `groups` (where the layer has no such argument) was the
+        name of `generator_groups`, and a tree's `latent_order=None` the
+        default of 0.1.0 (`GeneratorSpec.upgrade_config`)."""
+        config = dict(config)
+        if "groups" in config and "groups" not in cls._own_args():
+            config["generator_groups"] = config.pop("groups")
         return super().from_config(GeneratorSpec.upgrade_config(config))
+
+    @classmethod
+    def _own_args(cls) -> tuple:
+        """The names of the arguments of `cls.__init__`."""
+        return tuple(inspect.signature(cls.__init__).parameters)
 
     def get_config(self):
         config = super().get_config()

@@ -309,27 +309,6 @@ class TNConv2D(GeneratorLayer):
         )
 
     @property
-    def kernel(self):
-        if not self.built:
-            raise AttributeError(
-                "The kernel of a TNConv2D exists once the layer is built."
-            )
-        return self._generate()["kernel"]
-
-    def _generate(self):
-        return self.generated_kernel.generate()
-
-    @property
-    def generator(self):
-        """The generator network (`generated_kernel.network`)."""
-        return self.generated_kernel.network
-
-    @property
-    def tensorization(self):
-        """The kernel's tensorisation (`generated_kernel.tensorization`)."""
-        return self.generated_kernel.tensorization
-
-    @property
     def dense_params(self) -> int:
         if not self.built:
             raise AttributeError("`dense_params` needs a built layer.")

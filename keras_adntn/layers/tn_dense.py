@@ -4,7 +4,6 @@ import keras
 from keras import activations
 from keras import ops
 
-from keras_adntn.kernels.generator_spec import GeneratorSpec
 from keras_adntn.kernels.generator_spec import check_int
 from keras_adntn.layers.generator_layer import GeneratorLayer
 from keras_adntn.layers.generator_layer import shared_args
@@ -148,12 +147,6 @@ class TNDense(GeneratorLayer):
         generator_init="calibrated",
         **kwargs,
     ):
-        if "groups" in kwargs:
-            raise ValueError(
-                "TNDense has no `groups` (Dense has none); the number of "
-                "generator groups is `generator_groups`, got "
-                f"groups={kwargs['groups']!r}."
-            )
         super().__init__(**shared_args(locals()), **kwargs)
         self.units = check_int("units", units, 1)
         if self.units % self.generator_groups:
@@ -188,27 +181,6 @@ class TNDense(GeneratorLayer):
         )
 
     @property
-    def kernel(self):
-        if not self.built:
-            raise AttributeError(
-                "The kernel of a TNDense exists once the layer is built."
-            )
-        return self._generate()["kernel"]
-
-    def _generate(self):
-        return self.generated_kernel.generate()
-
-    @property
-    def generator(self):
-        """The generator network (`generated_kernel.network`)."""
-        return self.generated_kernel.network
-
-    @property
-    def tensorization(self):
-        """The kernel's tensorisation (`generated_kernel.tensorization`)."""
-        return self.generated_kernel.tensorization
-
-    @property
     def dense_params(self) -> int:
         if not self.built:
             raise AttributeError("`dense_params` needs a built layer.")
@@ -237,10 +209,3 @@ class TNDense(GeneratorLayer):
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if "groups" in config:  # files saved before `generator_groups`
-            config["generator_groups"] = config.pop("groups")
-        return cls(**GeneratorSpec.upgrade_config(config))

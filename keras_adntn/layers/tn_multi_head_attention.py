@@ -6,8 +6,8 @@ import math
 import keras
 from keras import ops
 
-from keras_adntn.kernels.generator_spec import GeneratorSpec
 from keras_adntn.kernels.generator_spec import check_int
+from keras_adntn.layers import attention
 from keras_adntn.layers import attention_equations
 from keras_adntn.layers.generator_layer import GeneratorLayer
 from keras_adntn.layers.generator_layer import shared_args
@@ -202,12 +202,6 @@ class TNMultiHeadAttention(GeneratorLayer):
         generator_init="calibrated",
         **kwargs,
     ):
-        if "groups" in kwargs:
-            raise ValueError(
-                "TNMultiHeadAttention has no `groups`; the number of "
-                "generator groups is `generator_groups`, got "
-                f"groups={kwargs['groups']!r}."
-            )
         super().__init__(**shared_args(locals()), **kwargs)
         self.num_heads = check_int("num_heads", num_heads, 1)
         self.key_dim = check_int("key_dim", key_dim, 1)
@@ -223,34 +217,9 @@ class TNMultiHeadAttention(GeneratorLayer):
                 f"`dropout` must be a float in [0, 1), got {dropout!r}."
             )
         self.dropout = float(dropout)
-        if output_shape is not None:
-            if isinstance(output_shape, (list, tuple)):
-                output_shape = tuple(
-                    check_int("output_shape", d, 1) for d in output_shape
-                )
-                if not output_shape:
-                    raise ValueError(
-                        "`output_shape` must be an int, a non-empty tuple "
-                        "of ints >= 1, or None, got ()."
-                    )
-            else:
-                output_shape = (check_int("output_shape", output_shape, 1),)
+        output_shape = attention.check_output_shape(output_shape)
         self._output_shape = output_shape
-        if isinstance(attention_axes, int) and not isinstance(
-            attention_axes, bool
-        ):
-            attention_axes = (attention_axes,)
-        elif attention_axes is not None:
-            if not isinstance(attention_axes, (list, tuple)) or not all(
-                isinstance(a, int) and not isinstance(a, bool)
-                for a in attention_axes
-            ):
-                raise ValueError(
-                    f"`attention_axes` must be an int, a list or tuple of "
-                    f"ints, or None, got {attention_axes!r}."
-                )
-            attention_axes = tuple(attention_axes)
-        self.attention_axes = attention_axes
+        self.attention_axes = attention.check_attention_axes(attention_axes)
         if not isinstance(joint_qkv, bool):
             raise ValueError(
                 f"`joint_qkv` must be True or False, got {joint_qkv!r}."
@@ -275,7 +244,7 @@ class TNMultiHeadAttention(GeneratorLayer):
 
     # -- build -----------------------------------------------------------------
     def build(self, query_shape, value_shape, key_shape=None):
-        query_shape, value_shape, key_shape = _check_shapes(
+        query_shape, value_shape, key_shape = attention.check_shapes(
             query_shape, value_shape, key_shape
         )
         if len(query_shape) < 3:
@@ -367,18 +336,12 @@ class TNMultiHeadAttention(GeneratorLayer):
         self._equations["output"] = attention_equations.projection_equation(
             rank - 2, 2, len(self._out_shape)
         )
-        if self.attention_axes is None:
-            axes = tuple(range(1, rank - 2))
-        else:
-            axes = tuple(
-                a if a >= 0 else (rank - 1) + a for a in self.attention_axes
-            )
+        axes = attention.attention_axes(self.attention_axes, rank)
         self._attn_axes = axes
         dot, combine, scores_rank = attention_equations.attention_equations(
             rank, axes
         )
-        self._dot_product_equation = dot
-        self._combine_equation = combine
+        self._attention_equations = (dot, combine)
         norm_axes = tuple(range(scores_rank - len(axes), scores_rank))
         self._softmax = keras.layers.Softmax(
             axis=norm_axes, dtype=self.dtype_policy
@@ -396,12 +359,6 @@ class TNMultiHeadAttention(GeneratorLayer):
                 "is built."
             )
         return self._generate()
-
-    def _generate(self):
-        kernels = {}
-        for kernel in self.generated_kernels:
-            kernels.update(kernel.generate())
-        return kernels
 
     def _fetch(self, training, shape):
         """`{name: kernel}`, or for a kernel on the factorized path (its
@@ -506,7 +463,7 @@ class TNMultiHeadAttention(GeneratorLayer):
             and attention_mask is None
         )
         if not causal_only:
-            attention_mask = self._compute_attention_mask(
+            attention_mask = attention.combined_mask(
                 query,
                 value,
                 query_mask,
@@ -519,14 +476,19 @@ class TNMultiHeadAttention(GeneratorLayer):
         q = self._project("query", query, kernels, biases)
         k = self._project("key", key, kernels, biases)
         v = self._project("value", value, kernels, biases)
-        out, scores = self._compute_attention(
+        out, scores = attention.attend(
             q,
             k,
             v,
             attention_mask,
-            training,
-            return_attention_scores,
-            causal_only,
+            scale=self._inverse_sqrt_key_dim,
+            axes=self._attn_axes,
+            equations=self._attention_equations,
+            softmax=self._softmax,
+            dropout=self._dropout_layer if self.dropout > 0.0 else None,
+            training=training,
+            return_attention_scores=return_attention_scores,
+            causal_only=causal_only,
         )
         out = self._project("output", out, kernels, biases)
         return out, scores
@@ -552,102 +514,9 @@ class TNMultiHeadAttention(GeneratorLayer):
             y = ops.add(y, ops.cast(biases[name], self.compute_dtype))
         return y
 
-    def _compute_attention_mask(
-        self,
-        query,
-        value,
-        query_mask,
-        value_mask,
-        key_mask,
-        attention_mask,
-        use_causal_mask,
-    ):
-        auto_mask = None
-        if query_mask is not None:
-            auto_mask = ops.expand_dims(ops.cast(query_mask, "bool"), -1)
-        for mask in (value_mask, key_mask):
-            if mask is not None:
-                mask = ops.expand_dims(ops.cast(mask, "bool"), -2)
-                auto_mask = (
-                    mask
-                    if auto_mask is None
-                    else ops.logical_and(auto_mask, mask)
-                )
-        if use_causal_mask:
-            mask = _causal_mask(query, value)
-            auto_mask = (
-                mask if auto_mask is None else ops.logical_and(auto_mask, mask)
-            )
-        if attention_mask is not None:
-            attention_mask = ops.cast(attention_mask, "bool")
-        if auto_mask is not None:
-            attention_mask = (
-                auto_mask
-                if attention_mask is None
-                else ops.logical_and(attention_mask, auto_mask)
-            )
-        return attention_mask
-
-    def _expand_mask(self, mask, rank):
-        axis = -len(self._attn_axes) * 2 - 1
-        for _ in range(rank - len(mask.shape)):
-            mask = ops.expand_dims(mask, axis=axis)
-        return mask
-
-    def _compute_attention(
-        self,
-        query,
-        key,
-        value,
-        attention_mask,
-        training,
-        return_attention_scores,
-        causal_only,
-    ):
-        # The fused kernel needs equal query/value head sizes on some
-        # backends (jax); the explicit path below computes the same thing.
-        fused = not (
-            self.dropout > 0.0
-            or return_attention_scores
-            or len(query.shape) != 4
-            or self.key_dim != self.value_dim
-        )
-        if fused:
-            if attention_mask is not None:
-                attention_mask = ops.cast(
-                    self._expand_mask(attention_mask, 4), "bool"
-                )
-            out = ops.dot_product_attention(
-                query=query,
-                key=key,
-                value=value,
-                mask=attention_mask,
-                scale=self._inverse_sqrt_key_dim,
-                is_causal=causal_only,
-                flash_attention=keras.config.is_flash_attention_enabled(),
-            )
-            return out, None
-        if causal_only:
-            attention_mask = _causal_mask(query, value)
-        query = ops.multiply(
-            query, ops.cast(self._inverse_sqrt_key_dim, query.dtype)
-        )
-        scores = ops.einsum(self._dot_product_equation, key, query)
-        if attention_mask is not None:
-            attention_mask = self._expand_mask(
-                attention_mask, len(scores.shape)
-            )
-        scores = self._softmax(scores, mask=attention_mask)
-        if self.dropout > 0.0:
-            final_scores = self._dropout_layer(scores, training=training)
-        else:
-            final_scores = scores
-        out = ops.einsum(self._combine_equation, final_scores, value)
-        return out, scores
-
     # -- shapes and config -----------------------------------------------------
     def compute_output_shape(self, query_shape, value_shape, key_shape=None):
-        query_shape, value_shape, key_shape = _check_shapes(
+        query_shape, value_shape, key_shape = attention.check_shapes(
             query_shape, value_shape, key_shape
         )
         if self._output_shape:
@@ -673,13 +542,9 @@ class TNMultiHeadAttention(GeneratorLayer):
         output = keras.KerasTensor(shape, dtype=self.compute_dtype)
         if not return_attention_scores:
             return output
-        rank = len(query.shape) + 1
-        if self.attention_axes is None:
-            axes = tuple(range(1, rank - 2))
-        else:
-            axes = tuple(
-                a if a >= 0 else (rank - 1) + a for a in self.attention_axes
-            )
+        axes = attention.attention_axes(
+            self.attention_axes, len(query.shape) + 1
+        )
         batch = [
             query.shape[i] for i in range(len(query.shape) - 1) if i not in axes
         ]
@@ -706,34 +571,3 @@ class TNMultiHeadAttention(GeneratorLayer):
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if "groups" in config:  # files saved before `generator_groups`
-            config["generator_groups"] = config.pop("groups")
-        return cls(**GeneratorSpec.upgrade_config(config))
-
-
-def _causal_mask(query, value):
-    """Boolean `(1, T, S)` lower-triangular mask (as `MultiHeadAttention`)."""
-    q_len = ops.shape(query)[1]
-    v_len = ops.shape(value)[1]
-    ones = ops.ones((1, q_len, v_len), dtype="int32")
-    rows = ops.cumsum(ones, axis=-2)
-    cols = ops.cumsum(ones, axis=-1)
-    return ops.greater_equal(rows, cols)
-
-
-def _check_shapes(query_shape, value_shape, key_shape):
-    """Shapes as tuples (`key` defaults to `value`), checked for agreement."""
-    query_shape = tuple(query_shape)
-    value_shape = tuple(value_shape)
-    key_shape = value_shape if key_shape is None else tuple(key_shape)
-    if value_shape[1:-1] != key_shape[1:-1]:
-        raise ValueError(
-            f"All dimensions of `value` and `key`, except the last one, "
-            f"must be equal; got value_shape={value_shape}, "
-            f"key_shape={key_shape}."
-        )
-    return query_shape, value_shape, key_shape

@@ -399,3 +399,16 @@ def test_transformer_classifier_learns():
         )[1]
     assert scores[True] >= scores[False] + 0.1, scores
     assert scores[True] >= 0.9, scores
+
+
+def test_legacy_groups_config_and_no_single_kernel():
+    # a config written before `generator_groups` (GeneratorLayer migrates)
+    config = TNMultiHeadAttention(2, 4, generator_groups=2).get_config()
+    config["groups"] = config.pop("generator_groups")
+    layer = TNMultiHeadAttention.from_config(config)
+    assert layer.generator_groups == 2
+    # the one-kernel properties of GeneratorLayer are not an attention's
+    layer(np.ones((1, 3, 8), "float32"), np.ones((1, 3, 8), "float32"))
+    for name in ("kernel", "generator", "tensorization"):
+        assert not hasattr(layer, name)
+    assert set(layer.kernels) == {"query", "key", "value", "output"}
