@@ -38,7 +38,7 @@ def _hidden_layer(kind: str, width: int):
     """The layer under test (None: removed)."""
     import keras
 
-    from keras_adntn import TNDense
+    from keras_adntn.layers import TNDense
 
     if kind == "removed":
         return None
