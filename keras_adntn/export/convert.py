@@ -23,9 +23,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_adntn._quiet import quiet_fd
 from keras_adntn.export.flatbuffer import op_names_of
 from keras_adntn.export.scopes import ANCHOR_ROW
-from keras_adntn.export.tflm import quiet_fd
 
 MAX_CALIBRATION_SAMPLES = 500
 

@@ -1,8 +1,4 @@
-"""GeneratedKernel: a weight made by a tensor network instead of stored.
-
-(`spec_factorized_reason` and `factorized_error` are re-exported from
-`kernels.factorized_execution`, their home.)
-"""
+"""GeneratedKernel: a weight made by a tensor network instead of stored."""
 
 import math
 import weakref
@@ -14,12 +10,6 @@ from keras import ops
 from keras_adntn.kernels import calibration
 from keras_adntn.kernels import kernel_quantization as kq
 from keras_adntn.kernels.factorized_execution import FactorizedExecution
-from keras_adntn.kernels.factorized_execution import (
-    factorized_error as factorized_error,
-)
-from keras_adntn.kernels.factorized_execution import (
-    spec_factorized_reason as spec_factorized_reason,
-)
 from keras_adntn.kernels.generator_spec import GeneratorSpec
 from keras_adntn.kernels.kernel_cache import KernelCache
 from keras_adntn.kernels.kernel_cache import check_execution

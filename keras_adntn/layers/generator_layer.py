@@ -10,9 +10,9 @@ from keras import regularizers
 
 from keras_adntn.kernels import calibration
 from keras_adntn.kernels import kernel_quantization as kq
+from keras_adntn.kernels.factorized_execution import factorized_error
+from keras_adntn.kernels.factorized_execution import spec_factorized_reason
 from keras_adntn.kernels.generated_kernel import GeneratedKernel
-from keras_adntn.kernels.generated_kernel import factorized_error
-from keras_adntn.kernels.generated_kernel import spec_factorized_reason
 from keras_adntn.kernels.generator_spec import GeneratorSpec
 from keras_adntn.kernels.kernel_cache import check_execution
 from keras_adntn.networks import base as network_base
