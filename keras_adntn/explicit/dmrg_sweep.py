@@ -5,6 +5,7 @@ import numpy as np
 from keras import ops
 
 from keras_adntn.explicit import entanglement
+from keras_adntn.kernels.generator_spec import check_int
 
 STRATEGIES = ("pal", "lbl")
 UPDATE_FREQS = ("batch", "epoch")
@@ -75,14 +76,7 @@ class DMRGSweep(keras.callbacks.Callback):
         layers=None,
     ):
         super().__init__()
-        if max_bond is not None and (
-            isinstance(max_bond, bool)
-            or not isinstance(max_bond, int)
-            or max_bond < 1
-        ):
-            raise ValueError(
-                f"`max_bond` must be an int >= 1 or None, got {max_bond!r}."
-            )
+        max_bond = check_int("max_bond", max_bond, 1, allow_none=True)
         if not isinstance(cutoff, (int, float)) or cutoff < 0:
             raise ValueError(f"`cutoff` must be a float >= 0, got {cutoff!r}.")
         if strategy not in STRATEGIES:

@@ -10,6 +10,8 @@ import dataclasses
 import re
 from typing import Any
 
+from keras_adntn.kernels.generator_spec import check_int
+
 MODES = ("factorized", "on_the_fly", "cached")
 QUANTIZATIONS = (None, "int8", "float16")
 _UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024}
@@ -76,16 +78,8 @@ class ExportOptions:
                 "ranges: a callable returning an iterable of input lists "
                 "(the LiteRT convention) or an array of input samples."
             )
-        batch_size = self.batch_size
-        if batch_size is not None and (
-            isinstance(batch_size, bool)
-            or not isinstance(batch_size, int)
-            or batch_size < 1
-        ):
-            raise ValueError(
-                f"`batch_size` must be a positive int or None, got "
-                f"{batch_size!r}."
-            )
+        batch_size = check_int("batch_size", self.batch_size, 1, True)
+        object.__setattr__(self, "batch_size", batch_size)
         budget = parse_bytes(self.arena_budget)
         object.__setattr__(self, "arena_budget", budget)
 
