@@ -66,6 +66,7 @@ class FactorizedSchedule(DeviceSchedule):
             kernel is not None
             and len(kernel.dims) == 2  # a TNDense (convs: not yet)
             and kernel.factorized_reason() is None
+            and kernel.network.factorized_on_device
             and getattr(layer, "kernel_quantization", None) is None
         )
 
@@ -78,6 +79,7 @@ class FactorizedSchedule(DeviceSchedule):
         kernels = getattr(layer, "generated_kernels", [])
         return bool(kernels) and all(
             k.factorized_reason() is None
+            and k.network.factorized_on_device
             and k.kernel_quantization is None
             and layer._factorized_blocker() is None
             for k in kernels

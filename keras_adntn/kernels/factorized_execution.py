@@ -24,8 +24,9 @@ def spec_factorized_reason(spec: GeneratorSpec):
     without forming it (a sentence), or None."""
     if not spec.network_class().factorizable:
         return (
-            f"network={spec.network!r} is nonlinear in its cores, so its "
-            "kernel must be formed; only network='mpo' contracts the input "
+            f"network={spec.network!r} is nonlinear up to its last "
+            "contraction, so its kernel must be formed; network='mpo' "
+            "(linear) and 'ttn' (linear last level) contract the input "
             "with the cores"
         )
     if spec.mode_order != "paired":
@@ -69,6 +70,15 @@ class FactorizedExecution:
             return (
                 f"a kernel of rank {len(kernel.dims)} is neither a matrix "
                 "nor a 2-D convolution"
+            )
+        reason = kernel.network.factorized_reason()
+        if reason is not None:
+            return reason
+        if len(kernel.dims) == 4 and not kernel.network.factorized_on_device:
+            return (
+                f"a {kernel.spec.network!r} convolution kernel is formed "
+                "(its factorized path is for matrices: TNDense and the "
+                "attention projections)"
             )
         if len(kernel.dims) == 4 and self._spatial_sites() is None:
             return (
@@ -148,7 +158,10 @@ class FactorizedExecution:
         ):
             return "generated"
         if executors.generation_ops_active():  # an export trace decides
-            if executors.device_contraction_active():
+            if (
+                executors.device_contraction_active()
+                and kernel.network.factorized_on_device
+            ):
                 return "factorized"
             return "generated"
         if kernel.execution == "on_the_fly":
@@ -241,9 +254,9 @@ class FactorizedExecution:
         their current values (what the device stores)."""
         network = self.kernel.network
         if not executors.device_contraction_active():
-            cores = network.active_cores()
+            cores = network.factorized_cores(plan)
             return cores, plan.block_matrices(cores, executors.KerasOps())
-        cores = network.active_cores(executors.constant_cores_ops())
+        cores = network.factorized_cores(plan, executors.constant_cores_ops())
         matrices = plan.block_matrices(cores, executors.NumpyOps())
         cores = {k: np.asarray(v, "float32") for k, v in cores.items()}
         return cores, [ops.convert_to_tensor(np.float32(m)) for m in matrices]

@@ -40,6 +40,10 @@ _BYTES = 6.0e9
 _OP = 4.0e-6
 # the largest block matrix (in digits * b_right) x (out digits * b_left)
 MAX_BLOCK_ENTRIES = 4096
+# the largest bond between a tree's formed head and the cores after it
+MAX_HEAD_BOND = 64
+# the name of a tree's head site (`HeadedPlan`; no core has it)
+HEAD = "factorized_head"
 
 
 @dataclass(frozen=True)
@@ -168,7 +172,7 @@ class FactorizedPlan:
         best[n] = (0.0, [])
         for i in reversed(range(n)):
             options = []
-            for j in range(i + 1, n + 1):
+            for j in range(i + 1, self._block_end(i, n) + 1):
                 block = self._block(i, j)
                 if j > i + 1 and block.entries > self.max_block_entries:
                     break
@@ -176,6 +180,12 @@ class FactorizedPlan:
                 options.append((seconds + best[j][0], [block] + best[j][1]))
             best[i] = min(options, key=lambda o: o[0])
         return tuple(best[0][1])
+
+    def _block_end(self, first, n):
+        """The last site (exclusive) a block starting at `first` may
+        reach."""
+        del first
+        return n
 
     def _state_entries(self, first_unit, rows):
         """Entries of the state when the sites from `first_unit` on are
@@ -227,32 +237,27 @@ class FactorizedPlan:
     def block_matrices(self, cores, xp):
         """Per block, the `(groups, k_in * b_right, k_out * b_left)` matrix
         its cores contract to (`cores`: `{name: (G, b_l, q, b_r)}`)."""
+        return [self._block_matrix(b, cores, xp) for b in self.blocks]
+
+    def _block_matrix(self, block, cores, xp):
         g, p = self.groups, self.radix
-        out = []
-        for block in self.blocks:
-            first = block.sites[0]
-            b_left = block.b_left
-            state = xp.reshape(cores[first], (g, b_left, -1))
-            for name in block.sites[1:]:
-                core = cores[name]
-                b_mid = core.shape[1]
-                rest = core.shape[2] * core.shape[3]
-                lead = state.shape[1] * state.shape[2] // b_mid
-                state = xp.reshape(state, (g, lead, b_mid))
-                state = xp.matmul(state, xp.reshape(core, (g, b_mid, rest)))
-            n = len(block.leaves)
-            state = xp.reshape(state, (g, b_left, *[p] * n, block.b_right))
-            ins = [1 + 1 + a for a, r in enumerate(block.leaves) if not r]
-            outs = [1 + 1 + a for a, r in enumerate(block.leaves) if r]
-            perm = (0, *ins, n + 2, *outs, 1)
-            state = xp.transpose(state, perm)
-            out.append(
-                xp.reshape(
-                    state,
-                    (g, block.k_in * block.b_right, block.k_out * block.b_left),
-                )
-            )
-        return out
+        b_left = block.b_left
+        state = xp.reshape(cores[block.sites[0]], (g, b_left, -1))
+        for name in block.sites[1:]:
+            core = cores[name]
+            b_mid = core.shape[1]
+            rest = core.shape[2] * core.shape[3]
+            lead = state.shape[1] * state.shape[2] // b_mid
+            state = xp.reshape(state, (g, lead, b_mid))
+            state = xp.matmul(state, xp.reshape(core, (g, b_mid, rest)))
+        n = len(block.leaves)
+        state = xp.reshape(state, (g, b_left, *[p] * n, block.b_right))
+        ins = [1 + 1 + a for a, r in enumerate(block.leaves) if not r]
+        outs = [1 + 1 + a for a, r in enumerate(block.leaves) if r]
+        state = xp.transpose(state, (0, *ins, n + 2, *outs, 1))
+        return xp.reshape(
+            state, (g, block.k_in * block.b_right, block.k_out * block.b_left)
+        )
 
     @property
     def lead_bond(self) -> int:
@@ -309,6 +314,51 @@ class FactorizedPlan:
             state = xp.reshape(state, (-1, g, self.out_size, a))
             state = xp.crop_axis(state, self.out_dim, 2)
         return xp.reshape(state, (-1, g * self.out_dim * a))
+
+
+class HeadedPlan(FactorizedPlan):
+    """A `FactorizedPlan` whose first site is a formed *head*: a tree's
+    state after the first `head_steps` contractions of its last level
+    (linear: no activation follows it), the level's other cores being the
+    chain's next sites (`TTN.factorized_plan`). The head holds far fewer
+    numbers than the kernel and is a block of its own; the cost model
+    counts forming it.
+
+    Args:
+        *args, **kwargs: those of `FactorizedPlan` (the head is its first
+            site, `(1, radix**leaves, bond)`).
+        head_steps: the contractions of the last level made into the head.
+        head_seconds: modeled seconds of forming the head.
+        generation_seconds: modeled seconds of generating the whole kernel
+            (leaf order to matrix included).
+    """
+
+    def __init__(
+        self, *args, head_steps, head_seconds, generation_seconds, **kwargs
+    ):
+        super().__init__(*args, **kwargs)
+        self.head_steps = int(head_steps)
+        self.head_seconds = float(head_seconds)
+        self.generation_seconds = float(generation_seconds)
+
+    def _block_end(self, first, n):
+        return 1 if first == 0 else n  # the head is a block of its own
+
+    def block_matrices(self, cores, xp):
+        """As `FactorizedPlan.block_matrices`; the head (`cores[HEAD]`) is
+        given as its block matrix `(G, k_in * bond, k_out)`."""
+        rest = [self._block_matrix(b, cores, xp) for b in self.blocks[1:]]
+        return [cores[HEAD], *rest]
+
+    def factorized_seconds(self, rows) -> float:
+        """Modeled seconds of forming the head and applying the plan."""
+        return super().factorized_seconds(rows) + self.head_seconds
+
+    def generated_seconds(self, rows) -> float:
+        """Modeled seconds of generating the kernel and multiplying."""
+        rows = max(int(rows), 1)
+        out = self.groups * self.out_dim
+        return self.generation_seconds + _matmul_seconds(rows, self.in_dim, out)
 
 
 def numpy_apply(plan, x, cores):

@@ -37,6 +37,7 @@ class MPO(GeneratorNetwork):
     has_orthogonal_init = True
     # linear in its cores: `x @ W` can be taken site by site
     factorizable = True
+    factorized_on_device = True
 
     def factorized_plan(
         self,

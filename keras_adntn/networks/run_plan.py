@@ -10,7 +10,7 @@ calibration (`initialization.calibrate`) on NumPy draws.
 import math
 
 
-def run_plan(plan, cores: dict, xp, fixed=None, hook=None):
+def run_plan(plan, cores: dict, xp, fixed=None, hook=None, stop=None):
     """Walks `plan` (a `networks.plan.Plan`) with executor `xp`.
 
     Args:
@@ -27,6 +27,11 @@ def run_plan(plan, cores: dict, xp, fixed=None, hook=None):
             export generates a kernel block by block.
         hook: None, or `hook(level, final, state) -> state` called at the
             end of every level before its activation (calibration).
+        stop: None, or `(stage index, steps)` of a cycle stage: returns
+            the state after the first `steps` steps of that stage, the
+            modes not consumed yet first, then those produced (the head
+            of a tree whose last level is contracted with an input,
+            `TTN.factorized_cores`).
 
     Returns:
         `(groups, radix**num_modes)` (fixed modes of size 1) in leaf order.
@@ -79,6 +84,8 @@ def run_plan(plan, cores: dict, xp, fixed=None, hook=None):
             state = xp.reshape(state, (g, -1))
         elif kind == "cycle":
             for k, (a, b, name) in enumerate(stage[1]):
+                if stop == (index, k):
+                    return state
                 core = None if name is None else cores[name]
                 if steps:
                     consumed, produced = steps[k]

@@ -3,9 +3,13 @@
 import math
 
 import keras
+import numpy as np
 
+from keras_adntn.networks import factorized
 from keras_adntn.networks.base import GeneratorNetwork
+from keras_adntn.networks.executors import KerasOps
 from keras_adntn.networks.plan import bond
+from keras_adntn.networks.run_plan import run_plan
 
 LEAVES_PER_ROOT = 8
 # the default latent tensor (bond_dim ** latent_order numbers) stays small
@@ -80,6 +84,9 @@ class TTN(GeneratorNetwork):
     uses_latent_order = True
     uses_depth = True
     gate_levels = "none"  # "last" (aTTN) or "all" (MERA)
+    # the last level is linear (no activation after it): `x @ W` can take
+    # it from the cores, the rest formed as a head (`factorized_plan`)
+    factorizable = True
 
     def _tree_shape(self):
         n = self.num_modes
@@ -175,3 +182,195 @@ class TTN(GeneratorNetwork):
                 f"level{level}_gate{s}" if s else f"level{level}_gate",
                 grows=[grows] * len(dims),
             )
+
+    # -- factorized execution ------------------------------------------------
+    def _last_level(self):
+        """`(stage index, blocks)` of the last level's cycle: each block
+        `(a, b, core)` turns one mode into leaves, and nothing nonlinear
+        follows."""
+        stages = self.plan.stages
+        index = max(i for i, s in enumerate(stages) if s[0] == "cycle")
+        return index, stages[index][1]
+
+    def factorized_reason(self):
+        """A sentence where the last level has a single core (nothing to
+        contract apart from a head), else None."""
+        if len(self._last_level()[1]) < 2:
+            return (
+                "its last level has a single core (a kernel of "
+                f"{self.radix**self.num_modes} numbers), so the head "
+                "would be the kernel"
+            )
+        return None
+
+    def _state_sizes(self):
+        """Per contraction of the plan, in order, the state's entries after
+        it (all groups): what generating moves through memory."""
+        sizes, size = [], 0
+        for stage in self.plan.stages:
+            if stage[0] == "latent":
+                size = self.groups * math.prod(self.plan.shape(stage[1]))
+            elif stage[0] == "cycle":
+                for a, b, _ in stage[1]:
+                    size = size // a * b
+                    sizes.append(size)
+        return sizes
+
+    def factorized_plan(
+        self,
+        in_dim,
+        out_dim,
+        rows=None,
+        max_block_entries=None,
+        first_site=0,
+    ) -> factorized.HeadedPlan:
+        """The plan of `x @ W` without forming `W` (see
+        `networks.factorized`): the state after the first contractions of
+        the last level is formed (the *head*, one site), the level's other
+        cores (each with the bond of the modes still to consume) are the
+        chain's next sites. Where the head ends is chosen by the cost model
+        for `rows` input rows. Matrices only (`first_site` 0)."""
+        if self.output_leaves is None or first_site:
+            raise ValueError(
+                "a ttn's factorized execution takes matrices whose input "
+                "and output digits are apart (mode_order='paired')."
+            )
+        index, blocks = self._last_level()
+        sizes = self._state_sizes()
+        generation = sum(factorized.move_seconds(n) for n in sizes)
+        generation += 2.0 * factorized.move_seconds(sizes[-1])
+        extra = {}
+        if max_block_entries is not None:
+            extra["max_block_entries"] = max_block_entries
+        p, best = self.radix, None
+        leaves = [round(math.log(b, p)) for _, b, _ in blocks]
+        for h in range(1, len(blocks)):
+            bond_ = math.prod(a for a, _, _ in blocks[h:])
+            if bond_ > factorized.MAX_HEAD_BOND and h < len(blocks) - 1:
+                continue
+            sites = [(factorized.HEAD, sum(leaves[:h]))]
+            shapes = {factorized.HEAD: (1, p ** sites[0][1], bond_)}
+            rest = bond_
+            for (a, b, name), m in zip(blocks[h:], leaves[h:]):
+                rest //= a
+                sites.append((name, m))
+                shapes[name] = (a * rest, b, rest)
+            head = self.groups * bond_ * p ** sites[0][1]
+            plan = factorized.HeadedPlan(
+                sites,
+                shapes,
+                self.output_leaves,
+                p,
+                self.groups,
+                in_dim,
+                out_dim,
+                rows=rows,
+                head_steps=h,
+                # a matmul writes the head, one transpose moves it
+                head_seconds=3.0 * factorized.move_seconds(head),
+                generation_seconds=generation,
+                **extra,
+            )
+            seconds = plan.factorized_seconds(plan.rows)
+            if best is None or seconds < best[0]:
+                best = (seconds, plan)
+        return best[1]
+
+    def factorized_cores(self, plan, xp=None) -> dict:
+        """The sites of `plan` (a `factorized_plan`), tensors of `xp`: the
+        head as its block matrix `(G, R1 * bond, C1)` (`_head`) and the
+        last level's other cores as `(G, b_left, q, b_right)`, each times
+        the identity on the modes after it (the bond)."""
+        xp = KerasOps() if xp is None else xp
+        cores = self.active_cores(xp)
+        g, h = self.groups, plan.head_steps
+        _, blocks = self._last_level()
+        sites = {factorized.HEAD: self._head(cores, xp, h)}
+        rest = math.prod(a for a, _, _ in blocks[h:])
+        for a, b, name in blocks[h:]:
+            rest //= a
+            core = xp.reshape(cores[name], (g, a * b, 1))
+            eye = xp.convert(np.eye(rest).reshape(1, 1, rest * rest))
+            site = xp.reshape(xp.matmul(core, eye), (g, a, b, rest, rest))
+            site = xp.transpose(site, (0, 1, 3, 2, 4))
+            sites[name] = xp.reshape(site, (g, a * rest, b, rest))
+        return sites
+
+    def _head(self, cores, xp, h):
+        """The tree up to the last level's first `h` cores, as the block
+        matrix `(G, R1 * bond, C1)`: R1 / C1 the input / output digits of
+        their leaves, bond the modes the level has left to consume.
+
+        The state `S` entering the level is run with `run_plan`; the `h`
+        cores are split in two halves P and Q, each made one Kronecker
+        factor `V (a, R, C)` (small), and
+
+            M = S(a_P; a_Q, bond)^T @ V_P      (a_Q, bond, R_P, C_P)
+            T = M(.; a_Q)^T @ V_Q              (bond, R_P, C_P, R_Q, C_Q)
+
+        then one transpose to `(R_P, R_Q, bond, C_P, C_Q)`: two matmuls
+        and one pass over the head, not one pass per core."""
+        g = self.groups
+        index, blocks = self._last_level()
+        state = run_plan(self.plan, cores, xp, stop=(index, 0))
+        factors = self._kron_factors(cores, xp, blocks[:h])
+        bond_ = math.prod(a for a, _, _ in blocks[h:])
+        if len(factors) == 1:
+            factors.insert(0, None)
+        (v_p, v_q) = factors
+        a_q, r_q, c_q = v_q.shape[1:]
+        if v_p is None:
+            a_p, r_p, c_p = 1, 1, 1
+            m = state
+        else:
+            a_p, r_p, c_p = v_p.shape[1:]
+            m = xp.reshape(state, (g, a_p, a_q * bond_))
+            m = xp.transpose(m, (0, 2, 1))
+            m = xp.matmul(m, xp.reshape(v_p, (g, a_p, r_p * c_p)))
+        m = xp.reshape(m, (g, a_q, bond_ * r_p * c_p))
+        t = xp.matmul(
+            xp.transpose(m, (0, 2, 1)), xp.reshape(v_q, (g, a_q, r_q * c_q))
+        )
+        t = xp.reshape(t, (g, bond_, r_p, c_p, r_q, c_q))
+        t = xp.transpose(t, (0, 2, 4, 1, 3, 5))
+        return xp.reshape(t, (g, r_p * r_q * bond_, c_p * c_q))
+
+    def _kron_factors(self, cores, xp, blocks):
+        """`blocks` (the level's first cores) in two halves, each the
+        Kronecker product of its cores as `(G, a, R, C)`: a the modes they
+        consume, R / C their leaves' input / output digits."""
+        g, p = self.groups, self.radix
+        roles = self.output_leaves
+        first = 0
+        for _, b, name in self._last_level()[1]:
+            if name == blocks[0][2]:
+                break
+            first += round(math.log(b, p))
+        split = len(blocks) // 2
+        halves = [blocks[:split], blocks[split:]] if split else [blocks]
+        out = []
+        for half in halves:
+            v = None
+            for a, b, name in half:
+                m = round(math.log(b, p))
+                role = roles[first : first + m]
+                first += m
+                ins = [2 + i for i, r in enumerate(role) if not r]
+                outs = [2 + i for i, r in enumerate(role) if r]
+                core = xp.reshape(cores[name], (g, a, *[p] * m))
+                core = xp.transpose(core, (0, 1, *ins, *outs))
+                r, c = p ** len(ins), p ** len(outs)
+                core = xp.reshape(core, (g, a, r, c))
+                if v is None:
+                    v = core
+                    continue
+                a0, r0, c0 = v.shape[1:]
+                v = xp.matmul(
+                    xp.reshape(v, (g, a0 * r0 * c0, 1)),
+                    xp.reshape(core, (g, 1, a * r * c)),
+                )
+                v = xp.reshape(v, (g, a0, r0, c0, a, r, c))
+                v = xp.transpose(v, (0, 1, 4, 2, 5, 3, 6))
+                v = xp.reshape(v, (g, a0 * a, r0 * r, c0 * c))
+            out.append(v)
+        return out

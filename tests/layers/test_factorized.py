@@ -126,7 +126,7 @@ def test_jit_fit_matches_eager():
 def test_auto_chooses_factorized_for_a_large_layer():
     # catches: a cost model that never takes the fast path where it wins
     # by orders of magnitude (4096x4096, 128 rows), or takes it for a
-    # nonlinear network
+    # network with gates after its last level
     layer = TNDense(4096, network="mpo", seed=0)
     layer.build((None, 4096))
     assert layer.execution == "auto"
@@ -134,9 +134,9 @@ def test_auto_chooses_factorized_for_a_large_layer():
     assert layer.execution_paths(1) == {"generated_kernel": "factorized"}
     plan = layer.generated_kernel.factorized_plan(128)
     assert plan.generated_seconds(128) > 5 * plan.factorized_seconds(128)
-    ttn = TNDense(4096, network="ttn", seed=0)
-    ttn.build((None, 4096))
-    assert ttn.execution_paths(128) == {"generated_kernel": "generated"}
+    attn = TNDense(4096, network="attn", seed=0)
+    attn.build((None, 4096))
+    assert attn.execution_paths(128) == {"generated_kernel": "generated"}
 
 
 def test_auto_and_cached_paths():
@@ -160,7 +160,7 @@ def test_auto_and_cached_paths():
 @pytest.mark.parametrize(
     "kwargs, word",
     [
-        ({"network": "ttn"}, "network='ttn'"),
+        ({"network": "attn"}, "network='attn'"),
         ({"network": "mpo", "mode_order": "flat"}, "mode_order"),
         ({"network": "mpo", "kernel_regularizer": "l2"}, "regularizer"),
         ({"network": "mpo", "kernel_constraint": "max_norm"}, "constraint"),
@@ -204,7 +204,7 @@ def test_summary_shows_the_path():
         [
             keras.Input((1024,)),
             TNDense(1024, network="mpo", seed=0),
-            TNDense(16, network="ttn", seed=0),
+            TNDense(16, network="attn", seed=0),
         ]
     )
     lines = []

@@ -133,15 +133,16 @@ def largest_all_reduce(hlo):
     return largest
 
 
-def _mpo_step_hlo(x):
-    """The compiled data-parallel step of a TNDense(1024, network="mpo")
-    model (factorized path: the input contracted with the cores)."""
+def _factorized_step_hlo(x, network):
+    """The compiled data-parallel step of a TNDense(1024, network=network)
+    model on its factorized path (the input contracted with the cores; for
+    a ttn, with a head formed from them)."""
     import jax
 
     big = keras.Sequential(
         [
             keras.Input((1024,)),
-            tn.TNDense(1024, network="mpo", seed=0),
+            tn.TNDense(1024, network=network, execution="factorized", seed=0),
             keras.layers.Dense(1),
         ]
     )
@@ -165,9 +166,14 @@ def jax_layout(model):
         v.path: bool(v.value.sharding.is_fully_replicated)
         for v in model.variables
     }
-    # A TNDense(1024) on 1024 inputs: the 4 MiB kernel is the big tensor.
+    # A TNDense(1024) on 1024 inputs generating its kernel: the 4 MiB
+    # kernel is the big tensor.
     big = keras.Sequential(
-        [keras.Input((1024,)), tn.TNDense(1024, seed=0), keras.layers.Dense(1)]
+        [
+            keras.Input((1024,)),
+            tn.TNDense(1024, execution="on_the_fly", seed=0),
+            keras.layers.Dense(1),
+        ]
     )
     layer = big.layers[0]
     trainable = [v.value for v in big.trainable_variables]
@@ -210,10 +216,13 @@ def jax_layout(model):
             return layer.kernel
 
     kernel = jax.jit(generate)(*[v.value for v in cores])
-    mpo_hlo = _mpo_step_hlo(x)
+    mpo_hlo = _factorized_step_hlo(x, "mpo")
+    ttn_hlo = _factorized_step_hlo(x, "ttn")
     return {
         "mpo_largest_all_reduce": largest_all_reduce(mpo_hlo),
         "mpo_full_kernel_in_hlo": mpo_hlo.count("f32[1024,1024]"),
+        "ttn_largest_all_reduce": largest_all_reduce(ttn_hlo),
+        "ttn_full_kernel_in_hlo": ttn_hlo.count("f32[1024,1024]"),
         "devices": [str(d) for d in jax.devices()],
         "all_variables_replicated": all(variables.values()),
         "variables": len(variables),

@@ -95,6 +95,12 @@ def test_jax_data_parallel_matches_one_device():
     # kernel: catches a path that forms the kernel in training.
     assert layout["mpo_largest_all_reduce"] <= 4096
     assert layout["mpo_full_kernel_in_hlo"] == 0
+    # A ttn's factorized path forms a head (1/8 of the kernel at 1024x1024)
+    # from the cores on each device; GSPMD all-reduces that head's gradient
+    # (measured 131,072 numbers), not the kernel's: catches a ttn step that
+    # forms or all-reduces the whole kernel again.
+    assert layout["ttn_full_kernel_in_hlo"] == 0
+    assert layout["ttn_largest_all_reduce"] <= 1024 * 1024 // 8
 
 
 @pytest.mark.skipif(
