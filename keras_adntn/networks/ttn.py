@@ -223,13 +223,15 @@ class TTN(GeneratorNetwork):
         rows=None,
         max_block_entries=None,
         first_site=0,
+        head_steps=None,
     ) -> factorized.HeadedPlan:
         """The plan of `x @ W` without forming `W` (see
         `networks.factorized`): the state after the first contractions of
         the last level is formed (the *head*, one site), the level's other
         cores (each with the bond of the modes still to consume) are the
-        chain's next sites. Where the head ends is chosen by the cost model
-        for `rows` input rows. Matrices only (`first_site` 0)."""
+        chain's next sites. Where the head ends (`head_steps`: how many of
+        the level's cores it holds) is chosen by the cost model for `rows`
+        input rows unless given. Matrices only (`first_site` 0)."""
         if self.output_leaves is None or first_site:
             raise ValueError(
                 "a ttn's factorized execution takes matrices whose input "
@@ -244,9 +246,17 @@ class TTN(GeneratorNetwork):
             extra["max_block_entries"] = max_block_entries
         p, best = self.radix, None
         leaves = [round(math.log(b, p)) for _, b, _ in blocks]
+        if head_steps is not None and not 1 <= head_steps < len(blocks):
+            raise ValueError(
+                f"`head_steps` must be between 1 and {len(blocks) - 1} (the "
+                f"last level has {len(blocks)} cores), got {head_steps}."
+            )
         for h in range(1, len(blocks)):
             bond_ = math.prod(a for a, _, _ in blocks[h:])
-            if bond_ > factorized.MAX_HEAD_BOND and h < len(blocks) - 1:
+            if head_steps is not None:
+                if h != head_steps:
+                    continue
+            elif bond_ > factorized.MAX_HEAD_BOND and h < len(blocks) - 1:
                 continue
             sites = [(factorized.HEAD, sum(leaves[:h]))]
             shapes = {factorized.HEAD: (1, p ** sites[0][1], bond_)}

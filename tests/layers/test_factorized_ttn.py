@@ -169,3 +169,35 @@ def test_ttn_attention_projections_factorized():
         np.testing.assert_allclose(
             outs["factorized"], outs["on_the_fly"], rtol=1e-5, atol=1e-5
         )
+
+
+@pytest.mark.parametrize(
+    "d_in, units, kwargs",
+    [
+        (100, 24, {"generator_groups": 2}),
+        (24, 100, {"bond_dim": 3}),
+        (7, 5, {}),
+        (256, 256, {"radix": 4}),
+        (300, 40, {"latent_order": 3}),
+    ],
+)
+def test_every_head_split_matches_the_kernel(d_in, units, kwargs):
+    # catches: a head made with the wrong Kronecker halves, digit roles or
+    # bond order at a split the cost model does not pick for this shape
+    # (NumPy executor: cheap, the same code as in a model)
+    layer = TNDense(units, network="ttn", seed=1, **kwargs)
+    layer.build((None, d_in))
+    net = layer.generated_kernel.network
+    x = contract.random_inputs((3, d_in))
+    want = x @ ops.convert_to_numpy(layer.kernel)
+    steps = len(net._last_level()[1])
+    for h in range(1, steps):
+        plan = net.factorized_plan(
+            d_in, layer.generated_kernel.dims[1], rows=3, head_steps=h
+        )
+        assert plan.head_steps == h
+        sites = net.factorized_cores(plan, executors.NumpyOps())
+        got = factorized.numpy_apply(plan, x, sites)
+        assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max(), h
+    with pytest.raises(ValueError, match="head_steps"):
+        net.factorized_plan(d_in, units, head_steps=steps)
