@@ -27,14 +27,18 @@ CASES = [
 ]
 
 
-def _pair(units, execution, **kwargs):
-    return TNDense(units, network="mpo", seed=3, execution=execution, **kwargs)
+def _pair(units, execution, network="mpo", **kwargs):
+    return TNDense(
+        units, network=network, seed=3, execution=execution, **kwargs
+    )
 
 
+@pytest.mark.parametrize("network", ["mpo", "ttn"])
 @pytest.mark.parametrize("case", CASES)
-def test_factorized_matches_generated(case):
-    # catches: a digit order, padding, crop or group layout that differs
-    # from the generated kernel's (the two paths must agree to rounding)
+def test_factorized_matches_generated(case, network):
+    # catches: a digit order, padding, crop or group layout (for a ttn:
+    # of its head and last-level sites) that differs from the generated
+    # kernel's (the two paths must agree to rounding)
     d_in, units, groups, max_bond = case
     x = contract.random_inputs((3, 5, d_in))
     outs = {}
@@ -42,6 +46,7 @@ def test_factorized_matches_generated(case):
         layer = _pair(
             units,
             execution,
+            network,
             generator_groups=groups,
             max_bond_dim=max_bond,
         )
@@ -77,8 +82,7 @@ def test_numpy_plan_matches_keras_plan():
     plan = gk.factorized_plan(4)
     x = contract.random_inputs((4, 40))
     cores = {
-        k: ops.convert_to_numpy(v)
-        for k, v in gk.network.active_cores().items()
+        k: ops.convert_to_numpy(v) for k, v in gk.network.active_cores().items()
     }
     got = factorized.numpy_apply(plan, x, cores)
     np.testing.assert_allclose(
@@ -86,9 +90,11 @@ def test_numpy_plan_matches_keras_plan():
     )
 
 
-def test_gradients_match_generated_path():
-    # catches: a factorized path whose gradient misses a core or differs
-    # from the generated path's (both are the same function of the cores)
+@pytest.mark.parametrize("network", ["mpo", "ttn"])
+def test_gradients_match_generated_path(network):
+    # catches: a factorized path whose gradient misses a core (for a ttn:
+    # one of the head's or of the last level's) or differs from the
+    # generated path's (both are the same function of the cores)
     x = contract.random_inputs((16, 40))
     y = contract.random_inputs((16, 24), seed=1)
     weights = {}
@@ -97,7 +103,7 @@ def test_gradients_match_generated_path():
         model = keras.Sequential(
             [
                 keras.Input((40,)),
-                _pair(24, execution, generator_groups=2),
+                _pair(24, execution, network, generator_groups=2),
             ]
         )
         model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
@@ -105,18 +111,23 @@ def test_gradients_match_generated_path():
         model.fit(x, y, epochs=2, batch_size=8, verbose=0)
         after = model.get_weights()
         # every core moved
-        assert all(
-            not np.allclose(a, b) for a, b in zip(before, after)
-        ), execution
+        assert all(not np.allclose(a, b) for a, b in zip(before, after)), (
+            execution
+        )
         weights[execution] = after
     for a, b in zip(weights["factorized"], weights["on_the_fly"]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_jit_fit_matches_eager():
-    # catches: a path that traces differently under XLA / torch.compile
+@pytest.mark.parametrize("network", ["mpo", "ttn"])
+def test_jit_fit_matches_eager(network):
+    # catches: a path (for a ttn: its head) that traces differently under
+    # XLA / torch.compile
     model = keras.Sequential(
-        [keras.Input((32,)), _pair(16, "factorized", generator_groups=2)]
+        [
+            keras.Input((32,)),
+            _pair(16, "factorized", network, generator_groups=2),
+        ]
     )
     x = contract.random_inputs((32, 32))
     y = contract.random_inputs((32, 16), seed=1)
@@ -233,9 +244,11 @@ def test_mixed_precision():
     )
 
 
-def test_attention_projections_factorized():
+@pytest.mark.parametrize("network", ["mpo", "ttn"])
+def test_attention_projections_factorized(network):
     # catches: TNMultiHeadAttention projections on a different path than
-    # the generated one (joint and separate kernels)
+    # the generated one (joint and separate kernels; for a ttn, the joint
+    # parts sliced and scaled after the tree contraction)
     q = contract.random_inputs((2, 5, 16))
     v = contract.random_inputs((2, 7, 12), seed=1)
     for joint in (True, False):
@@ -244,7 +257,7 @@ def test_attention_projections_factorized():
             layer = TNMultiHeadAttention(
                 num_heads=2,
                 key_dim=4,
-                network="mpo",
+                network=network,
                 joint_qkv=joint,
                 execution=execution,
                 seed=0,
@@ -304,9 +317,7 @@ def test_conv_factorized_gradients_and_errors():
     model = keras.Sequential(
         [
             keras.Input((8, 8, 4)),
-            TNConv2D(
-                6, 3, network="mpo", execution="factorized", seed=0
-            ),
+            TNConv2D(6, 3, network="mpo", execution="factorized", seed=0),
         ]
     )
     x = contract.random_inputs((4, 8, 8, 4))

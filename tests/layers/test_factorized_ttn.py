@@ -4,59 +4,26 @@ part of that level) and the level's other cores; the kernel is never
 formed.
 
 Each test names the regression it catches: a digit order, padding, group
-or growth layout that differs from the generated kernel (parity), a
-gradient that misses a core, a head as large as the kernel, a nonlinear
-network (attn, mera) or a conv kernel silently put on this path.
+or growth layout that differs from the generated kernel (parity), a head
+as large as the kernel, a nonlinear network (attn, mera) or a conv kernel
+silently put on this path. Parity with the generated path (padding,
+groups, growth), gradients and jit / torch.compile: the `network="ttn"`
+cases of tests/layers/test_factorized.py (attention projections too).
 """
 
-import keras
 import numpy as np
 import pytest
 from keras import ops
 
 from keras_adntn import TNConv2D
 from keras_adntn import TNDense
-from keras_adntn import TNMultiHeadAttention
 from keras_adntn.networks import executors
 from keras_adntn.networks import factorized
 from tests import layer_contract as contract
 
-# (input dim, units, generator groups, max_bond_dim, bond_dim): square,
-# padded input and output, groups, growth masks, input < output, bond 3
-CASES = [
-    (64, 32, 1, None, 2),
-    (100, 24, 2, None, 2),
-    (24, 100, 4, 4, 2),
-    (7, 5, 1, None, 2),
-    (256, 256, 1, None, 3),
-]
-
 
 def _ttn(units, execution, **kwargs):
     return TNDense(units, network="ttn", seed=3, execution=execution, **kwargs)
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_ttn_factorized_matches_generated(case):
-    # catches: a head or tail site whose digits, bond or groups are laid
-    # out differently from the generated kernel's
-    d_in, units, groups, max_bond, bond = case
-    x = contract.random_inputs((3, 5, d_in))
-    outs = {}
-    for execution in ("factorized", "on_the_fly"):
-        layer = _ttn(
-            units,
-            execution,
-            bond_dim=bond,
-            generator_groups=groups,
-            max_bond_dim=max_bond,
-        )
-        layer.build((None, None, d_in))
-        if max_bond:
-            layer.grow(max_bond - 1, noise=0.1)  # masks and grown cores
-        outs[execution] = ops.convert_to_numpy(layer(x))
-    ref = outs["on_the_fly"]
-    assert np.abs(outs["factorized"] - ref).max() <= 1e-5 * np.abs(ref).max()
 
 
 def test_ttn_head_is_far_smaller_than_the_kernel():
@@ -72,53 +39,6 @@ def test_ttn_head_is_far_smaller_than_the_kernel():
     ref = x @ ops.convert_to_numpy(layer.kernel)
     got = ops.convert_to_numpy(layer(x)) - ops.convert_to_numpy(layer.bias)
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
-
-
-def test_ttn_numpy_plan_matches_keras():
-    # catches: the head or tail sites differing between executors
-    layer = _ttn(24, "factorized", generator_groups=2)
-    layer.build((None, 40))
-    gk = layer.generated_kernel
-    plan = gk.factorized_plan(4)
-    x = contract.random_inputs((4, 40))
-    sites = gk.network.factorized_cores(plan, executors.NumpyOps())
-    got = factorized.numpy_apply(plan, x, sites)
-    np.testing.assert_allclose(
-        got, x @ ops.convert_to_numpy(layer.kernel), rtol=1e-5, atol=1e-5
-    )
-
-
-def test_ttn_gradients_match_generated_path():
-    # catches: a core the contraction does not reach (the head's cores and
-    # the tail's), or a gradient that differs from the generated path's
-    x = contract.random_inputs((16, 40))
-    y = contract.random_inputs((16, 24), seed=1)
-    weights = {}
-    for execution in ("factorized", "on_the_fly"):
-        keras.utils.set_random_seed(0)
-        model = keras.Sequential(
-            [keras.Input((40,)), _ttn(24, execution, generator_groups=2)]
-        )
-        model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
-        before = [np.array(w) for w in model.get_weights()]
-        model.fit(x, y, epochs=2, batch_size=8, verbose=0)
-        after = model.get_weights()
-        moved = [not np.allclose(a, b) for a, b in zip(before, after)]
-        assert all(moved), (execution, moved)
-        weights[execution] = after
-    for a, b in zip(weights["factorized"], weights["on_the_fly"]):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-
-
-def test_ttn_jit_fit_matches_eager():
-    # catches: a head whose shapes trace differently under XLA or
-    # torch.compile
-    model = keras.Sequential(
-        [keras.Input((32,)), _ttn(16, "factorized", generator_groups=2)]
-    )
-    x = contract.random_inputs((32, 32))
-    y = contract.random_inputs((32, 16), seed=1)
-    contract.check_jit_fit(model, x, y, torch_compile=True)
 
 
 def test_auto_takes_the_tree_contraction_where_it_wins():
@@ -147,28 +67,6 @@ def test_ttn_conv_forms_its_kernel():
     auto = TNConv2D(4, 3, network="ttn", seed=0)
     auto.build((None, 8, 8, 4))
     assert auto.execution_paths(64) == {"generated_kernel": "generated"}
-
-
-def test_ttn_attention_projections_factorized():
-    # catches: joint query/key/value parts sliced or scaled differently
-    # after a tree contraction than from the formed kernel
-    q = contract.random_inputs((2, 5, 16))
-    v = contract.random_inputs((2, 7, 12), seed=1)
-    for joint in (True, False):
-        outs = {}
-        for execution in ("factorized", "on_the_fly"):
-            layer = TNMultiHeadAttention(
-                num_heads=2,
-                key_dim=4,
-                network="ttn",
-                joint_qkv=joint,
-                execution=execution,
-                seed=0,
-            )
-            outs[execution] = ops.convert_to_numpy(layer(q, v))
-        np.testing.assert_allclose(
-            outs["factorized"], outs["on_the_fly"], rtol=1e-5, atol=1e-5
-        )
 
 
 @pytest.mark.parametrize(
