@@ -8,6 +8,11 @@ matmul plus the kernel's generation. No kernel-sized tensor exists on that
 path, forward or backward, so the gradients that leave a layer (and cross
 devices in data parallel training) are core-sized.
 
+A tree (`ttn`) is nonlinear up to its last level, which is linear: its
+`HeadedPlan` forms the tree up to part of that level (the *head*, far
+smaller than the kernel) and takes the rest of the level as the chain's
+sites, so the same product applies.
+
 `FactorizedPlan` is the plan of that product, plain data computed once per
 layer and input row count: consecutive sites are merged into *blocks* (the
 block's cores contracted together, a tiny tensor) and the blocks are

@@ -346,16 +346,13 @@ class TTN(GeneratorNetwork):
         return xp.reshape(t, (g, r_p * r_q * bond_, c_p * c_q))
 
     def _kron_factors(self, cores, xp, blocks):
-        """`blocks` (the level's first cores) in two halves, each the
+        """`blocks` (the last level's first cores) in two halves, each the
         Kronecker product of its cores as `(G, a, R, C)`: a the modes they
-        consume, R / C their leaves' input / output digits."""
+        consume, R / C their leaves' input / output digits. Keras and NumPy
+        only (transposes of rank 7): an export forms a ttn's kernel."""
         g, p = self.groups, self.radix
         roles = self.output_leaves
-        first = 0
-        for _, b, name in self._last_level()[1]:
-            if name == blocks[0][2]:
-                break
-            first += round(math.log(b, p))
+        first = 0  # the leaf the next core makes (the level makes them all)
         split = len(blocks) // 2
         halves = [blocks[:split], blocks[split:]] if split else [blocks]
         out = []
