@@ -216,13 +216,12 @@ def main(argv=None):
         ("conv 16x16x32 -> TNConv2D(64, 3x3, mpo)", conv, 192),
         ("attention 16x64 -> TNMultiHeadAttention(4x16, mpo)", attention, 64),
     ]:
-        report = _export(
-            make(network="mpo"),
-            os.path.join(tmp, name[:4]),
-            "factorized",
-            budget=f"{bound}K",
-        )
-        row = _row(name, report)
+        model = make(network="mpo")
+        path = os.path.join(tmp, name[:4])
+        twin = _export(model, path + "twin", "cached", "int8")
+        rows.append(_row(f"{name}: Dense twin (cached int8)", twin, twin))
+        report = _export(model, path, "factorized", budget=f"{bound}K")
+        row = _row(f"{name}: factorized float32", report, twin)
         rows.append(row)
         _verdict(
             goals,

@@ -8,9 +8,10 @@ FULLY_CONNECTED whose constant weights are the block's contracted cores
 generator groups), so the file stores core-sized constants and the arena
 holds input-sized states, never a kernel or a block of one.
 
-The blocks are chosen for the exported batch size with the same cost
-model as in Keras, capped at `MAX_DEVICE_BLOCK_ENTRIES` numbers per block
-(the flash a merged block costs). A layer trained with
+The blocks are chosen for the exported batch size, capped at
+`MAX_DEVICE_BLOCK_ENTRIES` numbers per block (the flash a merged block
+costs), for the least memory live at once (the arena) and then the least
+modeled time, in the better of the plan's two directions. A layer trained with
 `kernel_quantization="int8"` keeps the tiled generation instead (its
 rounding acts on the formed kernel).
 """
@@ -19,9 +20,8 @@ import numpy as np
 
 from keras_adntn.export.schedule import DeviceSchedule
 from keras_adntn.networks import executors
-
-# the largest block matrix written to the file (flash), in numbers
-MAX_DEVICE_BLOCK_ENTRIES = 1024
+from keras_adntn.networks import factorized
+from keras_adntn.networks.factorized import MAX_DEVICE_BLOCK_ENTRIES
 
 
 class FactorizedSchedule(DeviceSchedule):
@@ -43,17 +43,23 @@ class FactorizedSchedule(DeviceSchedule):
         super().__init__(layer)
         self.batch_size = int(batch_size or 1)
         kernel = layer.generated_kernel
-        self.plan = kernel.network.factorized_plan(
-            *kernel.dims,
-            rows=self.batch_size,
-            max_block_entries=MAX_DEVICE_BLOCK_ENTRIES,
+        network = kernel.network
+        self.plan = factorized.least_memory(
+            [
+                network.factorized_plan(
+                    *kernel.dims,
+                    rows=self.batch_size,
+                    max_block_entries=MAX_DEVICE_BLOCK_ENTRIES,
+                    direction=direction,
+                    objective="memory",
+                )
+                for direction in network.factorized_directions
+            ]
         )
         cores = kernel.network.active_cores(executors.NumpyOps())
         self.matrices = [
             np.asarray(m, np.float32)
-            for m in self.plan.block_matrices(
-                cores, executors.NumpyOps()
-            )
+            for m in self.plan.block_matrices(cores, executors.NumpyOps())
         ]
 
     @staticmethod

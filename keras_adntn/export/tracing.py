@@ -339,4 +339,23 @@ def _layer_scopes(model, concrete, reads):
                     break
             if layer.name in scopes:
                 break
+    # a layer whose variables are all read outside its scope (an anchor, or
+    # constants of a factorized trace): the one scope of its name left
+    names = [op.name for op in concrete.graph.get_operations()]
+    for layer in model.layers:
+        if layer.name in scopes or not layer.weights:
+            continue
+        pattern = re.compile(re.escape(layer.name) + r"(_\d+)?")
+        found = set()
+        for name in names:
+            parts = name.split("/")
+            if parts[0] == ANCHOR_SCOPE:
+                continue
+            for k, part in enumerate(parts[:-1]):
+                if pattern.fullmatch(part):
+                    found.add("/".join(parts[: k + 1]))
+                    break
+        found -= set(scopes.values())
+        if len(found) == 1:
+            scopes[layer.name] = found.pop()
     return scopes

@@ -107,21 +107,56 @@ class FactorizedExecution:
         (None where a site mixes spatial and channel digits)."""
         return self.kernel.network.lead_sites(self._spatial_leaves())
 
-    def plan(self, rows=None, in_dim=None):
+    def plan(self, rows=None, in_dim=None, direction=None):
         """The `networks.factorized.FactorizedPlan` for `rows` input rows
         of `in_dim` features (default: the kernel's rows); for a conv
         kernel, the plan of its channel sites (input channels to output
-        channels, with the bond to the spatial sites). One per pair,
-        computed once."""
+        channels, with the bond to the spatial sites, in `conv`'s
+        direction). One per call shape, computed once.
+
+        Inside an export's `device_contraction` the blocks are capped at
+        `MAX_DEVICE_BLOCK_ENTRIES` (flash) and chosen for the least memory
+        live at once (the arena), in the better of the two directions."""
         dims = self.kernel.dims
         in_dim = dims[-2] if in_dim is None else int(in_dim)
-        key = (128 if rows is None else int(rows), in_dim)
+        device = executors.device_contraction_active()
+        if len(dims) > 2:
+            direction = self._conv_direction()
+        key = (128 if rows is None else int(rows), in_dim, direction, device)
         if key not in self._plans:
             first = 0 if len(dims) == 2 else len(self._spatial_sites())
-            self._plans[key] = self.kernel.network.factorized_plan(
-                in_dim, dims[-1], rows=key[0], first_site=first
+            options = {"rows": key[0], "first_site": first}
+            if device:
+                cap = factorized.MAX_DEVICE_BLOCK_ENTRIES
+                options.update(max_block_entries=cap, objective="memory")
+            network = self.kernel.network
+            directions = [direction or "right"]
+            if device and direction is None and len(dims) == 2:
+                directions = network.factorized_directions
+            self._plans[key] = factorized.least_memory(
+                [
+                    network.factorized_plan(
+                        in_dim, dims[-1], direction=d, **options
+                    )
+                    for d in directions
+                ]
             )
         return self._plans[key]
+
+    def _conv_direction(self) -> str:
+        """A conv kernel's order. In Keras the channel sites come first
+        (`"right"`: a depthwise conv with a channel multiplier, the other
+        order, made the train step 6x slower on XLA CPU). On the device
+        (an export's `device_contraction`), whichever order holds the
+        smaller state per pixel: the spatial factor first (`"left"`: a
+        depthwise conv of the input, `bond x groups x c_in` channels,
+        then the channel sites) where the input has fewer channels than
+        the output, else the channel sites first (`bond x filters`)."""
+        if not executors.device_contraction_active():
+            return "right"
+        c_in, out = self.kernel.dims[-2:]
+        g = self.kernel.spec.generator_groups
+        return "left" if c_in < g * out else "right"
 
     def wins(self, rows) -> bool:
         """The cost model: contracting beats generating for `rows`
@@ -139,7 +174,7 @@ class FactorizedExecution:
             rows * g * out * plan.lead_bond * taps
         )
         whole = self.kernel.network.factorized_plan(
-            math.prod(dims[:-1]), out, rows=rows
+            math.prod(dims[:-1]), dims[-1], rows=rows
         )
         return fac < whole.generated_seconds(rows)
 
@@ -201,25 +236,61 @@ class FactorizedExecution:
 
     def conv(self, x, strides, padding, dilation_rate):
         """A channels-last 2-D convolution of `x` (float32, `(batch, h, w,
-        c_in)`) with the kernel, taken from the cores: the channel sites
+        c_in)`) with the kernel, taken from the cores; the kernel is never
+        formed. Channel sites first (`_conv_direction` `"right"`): they
         map every pixel to `(groups, filters, a)` (`a`: the bond to the
         spatial sites), then a depthwise convolution with the spatial
-        factor `(kh, kw, a)` and a sum over `a`. The kernel is never
-        formed."""
+        factor `(kh, kw, a)` and a sum over `a`. Spatial factor first
+        (`"left"`): a depthwise convolution of the input with it (channel
+        multiplier `groups * a`), then the channel sites contract every
+        pixel's `(c_in, a)`."""
         kernel = self.kernel
         x = ops.cast(x, "float32")
         kh, kw, c_in, out = kernel.dims
         g = kernel.spec.generator_groups
-        rows = factorized.rows_of(tuple(x.shape))
-        plan = self.plan(rows, c_in)
+        plan = self.plan(factorized.rows_of(tuple(x.shape)), c_in)
         a = plan.lead_bond
         cores, matrices = self.block_matrices(plan)
+        spatial = self._spatial_factor(cores)  # (kh, kw, G, a)
+        options = {
+            "strides": strides,
+            "padding": padding,
+            "data_format": "channels_last",
+            "dilation_rate": dilation_rate,
+        }
+        xp = executors.KerasOps()
+        if plan.direction == "left":
+            depthwise = ops.reshape(spatial, (kh, kw, 1, g * a))
+            depthwise = ops.multiply(
+                depthwise, ops.ones((1, 1, c_in, 1), "float32")
+            )
+            z = ops.depthwise_conv(x, depthwise, **options)
+            lead = ops.shape(z)[:3]
+            if g > 1:  # (pixels, c_in, G, a) -> (G, pixels, c_in * a)
+                z = ops.reshape(z, (-1, c_in, g, a))
+                z = ops.transpose(z, (2, 0, 1, 3))
+                z = ops.reshape(z, (g, -1, c_in * a))
+            else:
+                z = ops.reshape(z, (-1, c_in * a))
+            y = plan.apply(z, matrices, xp)
+            return ops.reshape(y, (*lead, g * out))
         lead = ops.shape(x)[:3]
-        z = plan.apply(
-            ops.reshape(x, (-1, c_in)), matrices, executors.KerasOps()
-        )
+        z = plan.apply(ops.reshape(x, (-1, c_in)), matrices, xp)
         z = ops.reshape(z, (*lead, g * out * a))
-        # the spatial factor: (G, P_kh * P_kw, a), cropped to (kh, kw)
+        depthwise = ops.reshape(spatial, (kh, kw, g, 1, a))
+        depthwise = ops.multiply(
+            depthwise, ops.ones((1, 1, 1, out, 1), "float32")
+        )
+        depthwise = ops.reshape(depthwise, (kh, kw, g * out * a, 1))
+        y = ops.depthwise_conv(z, depthwise, **options)
+        y = ops.reshape(y, (*ops.shape(y)[:3], g * out, a))
+        return ops.sum(y, axis=-1)
+
+    def _spatial_factor(self, cores):
+        """The spatial sites contracted: `(kh, kw, G, a)`."""
+        kernel = self.kernel
+        kh, kw = kernel.dims[:2]
+        g = kernel.spec.generator_groups
         spatial = None
         for name in self._spatial_sites():
             core = cores[name]
@@ -230,23 +301,9 @@ class FactorizedExecution:
             spatial = ops.matmul(spatial, ops.reshape(core, (g, b_in, -1)))
             spatial = ops.reshape(spatial, (g, -1, b_out))
         p_kh, p_kw = kernel.tensorization.padded[:2]
+        a = spatial.shape[-1]
         spatial = ops.reshape(spatial, (g, p_kh, p_kw, a))[:, :kh, :kw, :]
-        spatial = ops.transpose(spatial, (1, 2, 0, 3))
-        depthwise = ops.reshape(spatial, (kh, kw, g, 1, a))
-        depthwise = ops.multiply(
-            depthwise, ops.ones((1, 1, 1, out, 1), "float32")
-        )
-        depthwise = ops.reshape(depthwise, (kh, kw, g * out * a, 1))
-        y = ops.depthwise_conv(
-            z,
-            depthwise,
-            strides=strides,
-            padding=padding,
-            data_format="channels_last",
-            dilation_rate=dilation_rate,
-        )
-        y = ops.reshape(y, (*ops.shape(y)[:3], g * out, a))
-        return ops.sum(y, axis=-1)
+        return ops.transpose(spatial, (1, 2, 0, 3))
 
     def block_matrices(self, plan):
         """`(cores, plan's block matrices)`: tensors of the variables, or,

@@ -73,6 +73,8 @@ class GeneratorNetwork(keras.layers.Layer):
     # whether that product's sites are the cores themselves (what a device
     # stores), not tensors formed from them
     factorized_on_device = False
+    # the directions its `factorized_plan` can run (`FactorizedPlan`)
+    factorized_directions = ("right",)
 
     def __init__(
         self,

@@ -24,9 +24,19 @@ applied from the last one to the first:
 
 every step a reshape, a two-operand matmul and a transpose of rank <= 5 (4
 without generator groups), so it lowers to LiteRT builtins (RESHAPE,
-FULLY_CONNECTED / BATCH_MATMUL, TRANSPOSE). Its cost model
-(`factorized_seconds`, `generated_seconds`) lets a layer choose per call
-shape between this path and generate-then-multiply.
+FULLY_CONNECTED / BATCH_MATMUL, TRANSPOSE). A plan may instead run from the
+first block to the last (`direction="left"`):
+
+    state (G, rows, I_rest, O_done, b)      I_rest's leading digits first
+      -> one transpose moving the block's input digits next to b
+      -> matmul with the block's (in digits * b_left, out digits * b_right)
+
+which carries different states (the smaller, where the chain ends in sites
+of output digits only) and takes the bond left of the first site as an
+input (a conv's spatial factor applied first). Its cost model
+(`factorized_seconds`, `generated_seconds`, `peak_entries`) lets a layer
+choose per call shape between this path and generate-then-multiply, and an
+export the plan of least memory.
 """
 
 import math
@@ -47,8 +57,15 @@ _OP = 4.0e-6
 MAX_BLOCK_ENTRIES = 4096
 # the largest bond between a tree's formed head and the cores after it
 MAX_HEAD_BOND = 64
+# the largest block matrix an export writes to the file (flash), in numbers
+MAX_DEVICE_BLOCK_ENTRIES = 1024
 # the name of a tree's head site (`HeadedPlan`; no core has it)
 HEAD = "factorized_head"
+# from the last block to the first, or from the first to the last
+DIRECTIONS = ("right", "left")
+# what the block choice minimizes: modeled seconds, or the largest live
+# states (then seconds)
+OBJECTIVES = ("time", "memory")
 
 
 @dataclass(frozen=True)
@@ -117,6 +134,12 @@ class FactorizedPlan:
         rows: the row count the blocks are chosen for (None: 128).
         max_block_entries: the largest block matrix (numbers) sites are
             merged into.
+        direction: `"right"` (the blocks applied from the last one; the
+            bond left of the first site, `lead_bond`, is an output axis)
+            or `"left"` (from the first one; `lead_bond` is an input
+            axis).
+        objective: `"time"` (the blocks of least modeled seconds) or
+            `"memory"` (of the smallest `peak_entries`, then seconds).
     """
 
     def __init__(
@@ -130,7 +153,19 @@ class FactorizedPlan:
         out_dim,
         rows=None,
         max_block_entries=MAX_BLOCK_ENTRIES,
+        direction="right",
+        objective="time",
     ):
+        if direction not in DIRECTIONS:
+            raise ValueError(
+                f"`direction` must be one of {DIRECTIONS}; got {direction!r}."
+            )
+        if objective not in OBJECTIVES:
+            raise ValueError(
+                f"`objective` must be one of {OBJECTIVES}; got {objective!r}."
+            )
+        self.direction = direction
+        self.objective = objective
         self.max_block_entries = int(max_block_entries)
         self.radix = int(radix)
         self.groups = int(groups)
@@ -167,24 +202,45 @@ class FactorizedPlan:
         )
 
     def _choose_blocks(self, rows):
-        """The partition of the sites into blocks of least modeled time
-        (dynamic programming over the chain, from its end)."""
+        """The partition of the sites into blocks of least modeled time, or
+        (`objective="memory"`) of the smallest `peak_entries` and then
+        least time (dynamic programming over the chain; a block's cost
+        depends on its position only: the states around it are fixed by
+        the digits done)."""
         n = len(self.units)
-        # best[j]: (seconds, blocks) for sites j.. given the state entering
-        # them; the state size depends only on the digits left, so the
-        # cost of a block is known from its position.
-        best = [None] * (n + 1)
-        best[n] = (0.0, [])
-        for i in reversed(range(n)):
-            options = []
+        costs = {}
+        for i in range(n):
             for j in range(i + 1, self._block_end(i, n) + 1):
                 block = self._block(i, j)
                 if j > i + 1 and block.entries > self.max_block_entries:
                     break
-                seconds = self._block_seconds(block, i, rows)
-                options.append((seconds + best[j][0], [block] + best[j][1]))
-            best[i] = min(options, key=lambda o: o[0])
-        return tuple(best[0][1])
+                costs[i, j] = (
+                    block,
+                    self._block_seconds(block, i, rows),
+                    self._block_peak(block, i, rows),
+                )
+        cap = None
+        if self.objective == "memory":
+            cap = self._partition(costs, n, lambda a, b: max(a, b), 2)[0]
+        return tuple(self._partition(costs, n, float.__add__, 1, cap)[1])
+
+    @staticmethod
+    def _partition(costs, n, combine, field, cap=None):
+        """`(value, blocks)`: the partition of sites `0..n` minimizing the
+        `combine`d `field` of its blocks' costs (blocks whose peak is over
+        `cap` left out)."""
+        best = [None] * (n + 1)
+        best[n] = (0.0, [])
+        for i in reversed(range(n)):
+            options = [
+                (combine(float(c[field]), best[j][0]), [c[0]] + best[j][1])
+                for (a, j), c in costs.items()
+                if a == i
+                and best[j] is not None
+                and (cap is None or c[2] <= cap)
+            ]
+            best[i] = min(options, key=lambda o: o[0]) if options else None
+        return best[0]
 
     def _block_end(self, first, n):
         """The last site (exclusive) a block starting at `first` may
@@ -192,38 +248,102 @@ class FactorizedPlan:
         del first
         return n
 
-    def _state_entries(self, first_unit, rows):
-        """Entries of the state when the sites from `first_unit` on are
-        done: rows x input digits left x output digits made x bond."""
-        roles = [r for u in self.units[:first_unit] for r in u[1]]
-        made = [r for u in self.units[first_unit:] for r in u[1]]
-        i_left = self.radix ** sum(1 for r in roles if not r)
-        o_done = self.radix ** sum(1 for r in made if r)
-        bond = self.units[first_unit][2] if first_unit < len(self.units) else 1
-        return rows * i_left * o_done * bond
+    def _digits(self, units, output):
+        """Size of the input (`output` False) or output digits of
+        `units`."""
+        return self.radix ** sum(
+            1 for u in units for r in u[1] if bool(r) == output
+        )
+
+    def _bond_at(self, j):
+        """The bond between site `j - 1` and site `j` (the lead bond at 0,
+        1 past the end)."""
+        if j == 0:
+            return self.units[0][2]
+        return self.units[j - 1][3]
+
+    def _state_entries(self, j, rows):
+        """Entries of the state when the sites from `j` on are done
+        (`direction="right"`; rows x input digits left x output digits
+        made x bond) or those before `j` (`"left"`)."""
+        done = self.units[j:] if self.direction == "right" else self.units[:j]
+        rest = self.units[:j] if self.direction == "right" else self.units[j:]
+        return (
+            rows
+            * self._digits(rest, False)
+            * self._digits(done, True)
+            * self._bond_at(j)
+        )
+
+    def _step(self, block, first_unit, rows):
+        """`(entering, leaving, transposed)` states of a block's step."""
+        after = first_unit + len(block.sites)
+        if self.direction == "right":
+            entering = self._state_entries(after, rows)
+            leaving = self._state_entries(first_unit, rows)
+            rest = self._digits(self.units[after:], True) * self._digits(
+                self.units[:first_unit], False
+            )
+            return entering, leaving, block.k_out > 1 and rest > 1
+        entering = self._state_entries(first_unit, rows)
+        leaving = self._state_entries(after, rows)
+        rest = self._digits(self.units[:first_unit], True) * self._digits(
+            self.units[after:], False
+        )
+        return entering, leaving, block.k_in > 1 and rest > 1
 
     def _block_seconds(self, block, first_unit, rows):
-        after = first_unit + len(block.sites)
-        entering = self._state_entries(after, rows)
-        g = self.groups if after < len(self.units) else 1
-        k = block.k_in * block.b_right
-        m = g * entering // k
-        n = block.k_out * block.b_left
-        seconds = _matmul_seconds(m, k, n) + _move_seconds(m * n)
+        entering, leaving, transposed = self._step(block, first_unit, rows)
+        if self.direction == "right":
+            first = first_unit + len(block.sites) == len(self.units)
+            k, n = block.k_in * block.b_right, block.k_out * block.b_left
+            moved = leaving
+        else:
+            first = first_unit == 0
+            k, n = block.k_in * block.b_left, block.k_out * block.b_right
+            moved = entering
+        g = 1 if first else self.groups
+        seconds = _matmul_seconds(g * entering // k, k, n)
+        if transposed or self.direction == "right":  # (as first modeled)
+            seconds += _move_seconds(g * moved)
         return seconds * (self.groups if g == 1 else 1)
 
+    def _block_peak(self, block, first_unit, rows):
+        """Entries live during a block's step: the states it reads and
+        writes, and the transposed copy."""
+        entering, leaving, transposed = self._step(block, first_unit, rows)
+        peak = entering + leaving
+        if transposed:
+            moved = leaving if self.direction == "right" else entering
+            peak = max(peak, 2 * moved)
+        return self.groups * peak
+
     # -- costs -----------------------------------------------------------------
+    def _positions(self, blocks):
+        """`(block, first site)` of `blocks` in chain order."""
+        j = 0
+        for block in blocks:
+            yield block, j
+            j += len(block.sites)
+
     def factorized_seconds(self, rows) -> float:
         """Modeled seconds of `apply` for `rows` input rows."""
         rows = max(int(rows), 1)
         blocks = self.blocks if rows == self.rows else self._choose_blocks(rows)
-        seconds, j = 0.0, len(self.units)
-        for block in reversed(blocks):
-            j -= len(block.sites)
-            seconds += self._block_seconds(block, j, rows)
+        seconds = sum(
+            self._block_seconds(b, j, rows) for b, j in self._positions(blocks)
+        )
         if self.in_size > self.in_dim:
             seconds += _move_seconds(rows * self.in_size)
         return seconds
+
+    def peak_entries(self, rows=None) -> int:
+        """Numbers live at once in `apply` (the largest step: the states
+        it reads and writes, and a transposed copy) for `rows` rows
+        (default: those the blocks are chosen for)."""
+        rows = self.rows if rows is None else max(int(rows), 1)
+        steps = self._positions(self.blocks)
+        return max(self._block_peak(b, j, rows) for b, j in steps)
 
     def generated_seconds(self, rows) -> float:
         """Modeled seconds of generating the kernel and multiplying."""
@@ -241,7 +361,9 @@ class FactorizedPlan:
     # -- execution -------------------------------------------------------------
     def block_matrices(self, cores, xp):
         """Per block, the `(groups, k_in * b_right, k_out * b_left)` matrix
-        its cores contract to (`cores`: `{name: (G, b_l, q, b_r)}`)."""
+        its cores contract to (`cores`: `{name: (G, b_l, q, b_r)}`);
+        `(groups, k_in * b_left, k_out * b_right)` with
+        `direction="left"`."""
         return [self._block_matrix(b, cores, xp) for b in self.blocks]
 
     def _block_matrix(self, block, cores, xp):
@@ -259,10 +381,13 @@ class FactorizedPlan:
         state = xp.reshape(state, (g, b_left, *[p] * n, block.b_right))
         ins = [1 + 1 + a for a, r in enumerate(block.leaves) if not r]
         outs = [1 + 1 + a for a, r in enumerate(block.leaves) if r]
-        state = xp.transpose(state, (0, *ins, n + 2, *outs, 1))
-        return xp.reshape(
-            state, (g, block.k_in * block.b_right, block.k_out * block.b_left)
-        )
+        if self.direction == "left":
+            state = xp.transpose(state, (0, *ins, 1, *outs, n + 2))
+            shape = (block.k_in * b_left, block.k_out * block.b_right)
+        else:
+            state = xp.transpose(state, (0, *ins, n + 2, *outs, 1))
+            shape = (block.k_in * block.b_right, block.k_out * b_left)
+        return xp.reshape(state, (g, *shape))
 
     @property
     def lead_bond(self) -> int:
@@ -271,47 +396,86 @@ class FactorizedPlan:
         return self.units[0][2]
 
     def apply(self, x, matrices, xp):
-        """`x` `(rows, in_dim)` times the kernel: `(rows, groups *
-        out_dim)`, the groups side by side (the kernel's column order);
-        with a `lead_bond` `a > 1`, `(rows, groups * out_dim * a)`.
+        """`x` times the kernel: `(rows, groups * out_dim)`, the groups
+        side by side (the kernel's column order).
+
+        `x` is `(rows, in_dim)`. With a `lead_bond` `a > 1` (a conv's
+        channel sites): `direction="right"` returns `(rows, groups *
+        out_dim * a)`; `"left"` takes `x` of `(rows, in_dim * a)`, or
+        `(groups, rows, in_dim * a)` (an input per group), `a` the last
+        axis, and contracts it.
 
         `matrices` are `block_matrices(...)`; `xp` is an executor
         (`networks.executors.Executor`: `reshape`, `transpose`, `matmul`,
-        `pad_last` and `crop_axis`; rows may be dynamic: they are the one
+        `pad` and `crop_axis`; rows may be dynamic: they are the one
         `-1` of every reshape).
         """
-        g = self.groups
+        if self.direction == "left":
+            return self._apply_left(x, matrices, xp)
         if self.in_size > self.in_dim:
             x = xp.pad_last(x, self.in_size - self.in_dim)
+        g = self.groups
         # (1, rows, O_done=1, I_rest=in_size, b=1)
-        o_done, i_rest, bond, grouped = 1, self.in_size, 1, False
+        o_done, i_rest, grouped = 1, self.in_size, False
         state = x
         for block, matrix in zip(reversed(self.blocks), reversed(matrices)):
-            k = block.k_in * block.b_right
             i_rest //= block.k_in
-            if grouped or g == 1:
-                lead = (g,) if grouped else ()
-                state = xp.reshape(state, (*lead, -1, k))
-                rhs = matrix
-                if not grouped:
-                    rhs = xp.reshape(matrix, tuple(matrix.shape[1:]))
-            else:
-                state = xp.reshape(state, (1, -1, k))
-                rhs = matrix
-                grouped = True
-            state = xp.matmul(state, rhs)
-            bond = block.b_left
+            state, grouped = self._matmul(
+                state, matrix, block.k_in * block.b_right, grouped, xp
+            )
             k_out = block.k_out
             if k_out > 1 and o_done * i_rest > 1:
                 lead = (g,) if grouped else ()
                 state = xp.reshape(
-                    state, (*lead, -1, o_done * i_rest, k_out, bond)
+                    state, (*lead, -1, o_done * i_rest, k_out, block.b_left)
                 )
                 perm = (0, 1, 3, 2, 4) if grouped else (0, 2, 1, 3)
                 state = xp.transpose(state, perm)
             o_done *= k_out
+        return self._columns(state, grouped, self.lead_bond, xp)
+
+    def _apply_left(self, x, matrices, xp):
+        g, a = self.groups, self.lead_bond
+        grouped = len(x.shape) == 3
         lead = (g,) if grouped else ()
-        a = self.lead_bond
+        if self.in_size > self.in_dim:
+            x = xp.reshape(x, (*lead, -1, self.in_dim, a))
+            pad = [[0, 0]] * len(lead) + [[0, 0], [0, 0], [0, 0]]
+            pad[-2] = [0, self.in_size - self.in_dim]
+            x = xp.pad(x, pad)
+        # (G, rows, I_rest=in_size, O_done=1, b=a)
+        i_rest, o_done, bond, state = self.in_size, 1, a, x
+        for block, matrix in zip(self.blocks, matrices):
+            i_rest //= block.k_in
+            if block.k_in > 1 and i_rest * o_done > 1:
+                lead = (g,) if grouped else ()
+                state = xp.reshape(
+                    state, (*lead, -1, block.k_in, i_rest * o_done, bond)
+                )
+                perm = (0, 1, 3, 2, 4) if grouped else (0, 2, 1, 3)
+                state = xp.transpose(state, perm)
+            state, grouped = self._matmul(
+                state, matrix, block.k_in * bond, grouped, xp
+            )
+            bond = block.b_right
+            o_done *= block.k_out
+        return self._columns(state, grouped, 1, xp)
+
+    def _matmul(self, state, matrix, k, grouped, xp):
+        """`(state @ matrix, grouped)`: a shared state (not `grouped`)
+        meets the groups' matrices in one broadcast matmul."""
+        g = self.groups
+        if grouped:
+            return xp.matmul(xp.reshape(state, (g, -1, k)), matrix), True
+        if g == 1:
+            rhs = xp.reshape(matrix, tuple(matrix.shape[1:]))
+            return xp.matmul(xp.reshape(state, (-1, k)), rhs), False
+        return xp.matmul(xp.reshape(state, (1, -1, k)), matrix), True
+
+    def _columns(self, state, grouped, a, xp):
+        """The final state as `(rows, groups * out_dim * a)`."""
+        g = self.groups
+        lead = (g,) if grouped else ()
         state = xp.reshape(state, (*lead, -1, self.out_size, a))
         if grouped and g > 1:
             state = xp.transpose(state, (1, 0, 2, 3))
@@ -341,6 +505,8 @@ class HeadedPlan(FactorizedPlan):
     def __init__(
         self, *args, head_steps, head_seconds, generation_seconds, **kwargs
     ):
+        if kwargs.get("direction", "right") != "right":
+            raise ValueError("a head is applied last: direction='right'.")
         super().__init__(*args, **kwargs)
         self.head_steps = int(head_steps)
         self.head_seconds = float(head_seconds)
@@ -364,6 +530,14 @@ class HeadedPlan(FactorizedPlan):
         rows = max(int(rows), 1)
         out = self.groups * self.out_dim
         return self.generation_seconds + _matmul_seconds(rows, self.in_dim, out)
+
+
+def least_memory(plans):
+    """The plan of `plans` with the smallest `peak_entries` (then the
+    least modeled seconds)."""
+    return min(
+        plans, key=lambda p: (p.peak_entries(), p.factorized_seconds(p.rows))
+    )
 
 
 def numpy_apply(plan, x, cores):

@@ -38,6 +38,7 @@ class MPO(GeneratorNetwork):
     # linear in its cores: `x @ W` can be taken site by site
     factorizable = True
     factorized_on_device = True
+    factorized_directions = ("right", "left")
 
     def factorized_plan(
         self,
@@ -46,12 +47,15 @@ class MPO(GeneratorNetwork):
         rows=None,
         max_block_entries=None,
         first_site=0,
+        direction="right",
+        objective="time",
     ) -> FactorizedPlan:
         """The plan of `x @ W` without forming `W` (see
         `networks.factorized`), for a kernel of `in_dim` rows and
         `out_dim` columns per group whose leaves are `output_leaves`;
         `first_site > 0`: of the sites from there on only (a conv kernel's
-        channel sites, `lead_sites`)."""
+        channel sites, `lead_sites`). `direction`, `objective`: those of
+        `FactorizedPlan`."""
         if self.output_leaves is None:
             raise ValueError(
                 "factorized execution needs the kernel's input and output "
@@ -72,6 +76,8 @@ class MPO(GeneratorNetwork):
             in_dim,
             out_dim,
             rows=rows,
+            direction=direction,
+            objective=objective,
             **extra,
         )
 

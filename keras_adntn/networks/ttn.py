@@ -224,6 +224,8 @@ class TTN(GeneratorNetwork):
         max_block_entries=None,
         first_site=0,
         head_steps=None,
+        direction="right",
+        objective="time",
     ) -> factorized.HeadedPlan:
         """The plan of `x @ W` without forming `W` (see
         `networks.factorized`): the state after the first contractions of
@@ -231,7 +233,14 @@ class TTN(GeneratorNetwork):
         cores (each with the bond of the modes still to consume) are the
         chain's next sites. Where the head ends (`head_steps`: how many of
         the level's cores it holds) is chosen by the cost model for `rows`
-        input rows unless given. Matrices only (`first_site` 0)."""
+        input rows unless given. Matrices only (`first_site` 0), applied
+        from the last site (`direction="right"`: the head comes first);
+        `objective`: that of `FactorizedPlan`."""
+        if direction != "right":
+            raise ValueError(
+                "a ttn's factorized plan runs from its last site: "
+                f"`direction` must be 'right'; got {direction!r}."
+            )
         if self.output_leaves is None or first_site:
             raise ValueError(
                 "a ttn's factorized execution takes matrices whose input "
@@ -241,7 +250,7 @@ class TTN(GeneratorNetwork):
         sizes = self._state_sizes()
         generation = sum(factorized.move_seconds(n) for n in sizes)
         generation += 2.0 * factorized.move_seconds(sizes[-1])
-        extra = {}
+        extra = {"objective": objective}
         if max_block_entries is not None:
             extra["max_block_entries"] = max_block_entries
         p, best = self.radix, None

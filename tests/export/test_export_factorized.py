@@ -142,12 +142,22 @@ def test_attention_and_conv_contract_in_the_trace(tmp_path):
         pytest.skip("tflite-micro is not installed: arena not measured")
     # the projections no longer hold a generated kernel in the arena
     assert arenas["factorized"] < arenas["on_the_fly"]
-    conv = keras.Sequential(
-        [
-            keras.Input((8, 8, 8)),
-            TNConv2D(16, 3, padding="same", network="mpo", seed=0),
-        ]
-    )
-    report = export_litert(conv, tmp_path / "c.tflite", mode="factorized")
-    assert "DEPTHWISE_CONV_2D" in report.ops and "CONV_2D" not in report.ops
-    assert report.tflm_parity_rel_error <= 1e-4
+    # both orders: the spatial factor first (fewer input channels), the
+    # channel sites first (more)
+    for c_in, filters in ((8, 16), (16, 8)):
+        conv = keras.Sequential(
+            [
+                keras.Input((8, 8, c_in)),
+                TNConv2D(filters, 3, padding="same", network="mpo", seed=0),
+            ]
+        )
+        path = tmp_path / f"c{c_in}.tflite"
+        report = export_litert(conv, path, mode="factorized")
+        assert "DEPTHWISE_CONV_2D" in report.ops
+        assert "CONV_2D" not in report.ops
+        assert report.tflm_parity_rel_error <= 1e-4
+        # the contraction is the layer's (its variables are read outside
+        # its scope: the report found it by name), not "(other)"
+        row = next(r for r in report.layers if r.class_name == "TNConv2D")
+        assert {"DEPTHWISE_CONV_2D", "FULLY_CONNECTED"} <= set(row.ops)
+        assert row.stored_bytes > 4 * filters  # block matrices, not bias

@@ -274,27 +274,38 @@ def test_attention_projections_factorized(network):
 
 
 @pytest.mark.parametrize(
-    "kernel_size, strides, padding, dilation, groups",
+    "kernel_size, strides, padding, dilation, groups, channels, order",
     [
-        (3, 1, "same", 1, 1),
-        (5, 2, "valid", 1, 2),
-        (1, 1, "same", 1, 1),
-        (3, 1, "same", 2, 4),
+        (3, 1, "same", 1, 1, (6, 8), "left"),
+        (5, 2, "valid", 1, 2, (6, 8), "left"),
+        (1, 1, "same", 1, 1, (8, 6), "right"),
+        (3, 1, "same", 2, 4, (12, 8), "right"),
     ],
 )
 def test_conv_factorized_matches_generated(
-    kernel_size, strides, padding, dilation, groups
+    kernel_size, strides, padding, dilation, groups, channels, order,
+    monkeypatch,
 ):
     # catches: a spatial factor cropped or ordered differently from the
     # generated kernel, strides / padding / dilation not honoured, or a
-    # group layout error (channel sites, then the depthwise spatial step)
+    # group layout error, in either order: channel sites first (Keras's,
+    # and the device's with more input than output channels), or the
+    # spatial factor first (a depthwise conv with a channel multiplier,
+    # then the channel sites: the device's order with fewer input
+    # channels, forced here)
     from keras_adntn import TNConv2D
+    from keras_adntn.kernels.factorized_execution import FactorizedExecution
 
-    x = contract.random_inputs((2, 11, 13, 6))
+    monkeypatch.setattr(
+        FactorizedExecution, "_conv_direction", lambda self: order
+    )
+
+    c_in, filters = channels
+    x = contract.random_inputs((2, 11, 13, c_in))
     outs = {}
     for execution in ("factorized", "on_the_fly"):
         layer = TNConv2D(
-            8,
+            filters,
             kernel_size,
             strides=strides,
             padding=padding,
@@ -305,6 +316,7 @@ def test_conv_factorized_matches_generated(
             execution=execution,
         )
         outs[execution] = ops.convert_to_numpy(layer(x))
+    assert layer.generated_kernel.factorized_plan(64).direction == order
     ref = outs["on_the_fly"]
     assert np.abs(outs["factorized"] - ref).max() <= 1e-5 * np.abs(ref).max()
 
