@@ -1,11 +1,13 @@
 """Fitting the tensor arena into a budget: `fit`.
 
 Each generating layer gets its device schedule (`schedule.DeviceSchedule`:
-a `tiling.DenseTiling`, a `conv_tiling.ConvTiling` or a
-`contraction.FactorizedSchedule`), with the fewest blocks whose estimate
+a `tiling.DenseTiling`, a `conv_tiling.ConvTiling`, a
+`contraction.FactorizedSchedule` or a `headed_contraction.HeadedSchedule`),
+with the fewest blocks whose estimate
 fits the budget. The model is then converted and, where TensorFlow Lite
-Micro is installed, measured: blocks are added to the largest block while
-the measured arena is over the budget, or removed while it stays within.
+Micro is installed, measured: blocks are added to the largest block (or a
+tree's head is taken in more tiles, `HeadedSchedule.smaller`) while the
+measured arena is over the budget, or removed while it stays within.
 """
 
 from keras_adntn.export import convert as convert_module
@@ -21,6 +23,7 @@ def schedules(model, options: ExportOptions) -> dict:
     simply generate their whole kernel (none in `"cached"` mode)."""
     from keras_adntn.export.contraction import FactorizedSchedule
     from keras_adntn.export.conv_tiling import ConvTiling
+    from keras_adntn.export.headed_contraction import HeadedSchedule
     from keras_adntn.export.tiling import DenseTiling
     from keras_adntn.export.tracing import generating_layers
     from keras_adntn.layers.tn_conv2d import TNConv2D
@@ -37,6 +40,12 @@ def schedules(model, options: ExportOptions) -> dict:
             and FactorizedSchedule.applies(layer)
         ):
             found[layer.name] = FactorizedSchedule(layer, rows)
+        elif (
+            mode == "factorized"
+            and type(layer) is TNDense
+            and HeadedSchedule.applies(layer)
+        ):
+            found[layer.name] = HeadedSchedule(layer, rows, budget)
         elif type(layer) is TNDense:
             found[layer.name] = DenseTiling.for_budget(layer, budget, rows)
         elif (
@@ -121,20 +130,36 @@ def fit(model, options: ExportOptions) -> Attempt:
             attempt = trial
         return attempt
     while arena > budget and tries < _MAX_FITS:
-        growable = [
-            t
-            for t in attempt.tilings.values()
-            if t.tiled and t.fixed < t.max_fixed
-        ]
-        if not growable:
+        better = None
+        for tilings in _steps(attempt.tilings):
+            trial = Attempt(model, options, tilings)
+            tries += 1
+            trial_arena = trial.measure()
+            if trial_arena is not None and trial_arena < arena:
+                better = (trial, trial_arena)
+                break
+            if tries >= _MAX_FITS:
+                break
+        if better is None:  # no step helps
             break
-        largest = max(growable, key=lambda t: t.block_entries)
-        tilings = dict(attempt.tilings)
-        tilings[largest.layer.name] = largest.with_fixed(largest.fixed + 1)
-        trial = Attempt(model, options, tilings)
-        tries += 1
-        trial_arena = trial.measure()
-        if trial_arena is None or trial_arena >= arena:  # no better
-            break
-        attempt, arena = trial, trial_arena
+        attempt, arena = better
     return attempt
+
+
+def _steps(tilings):
+    """The next schedules to try where the arena is over the budget: more
+    blocks for the tiled layer of the largest block, then a tree's head
+    in more tiles (`HeadedSchedule.smaller`)."""
+    growable = [
+        t for t in tilings.values() if t.tiled and t.fixed < t.max_fixed
+    ]
+    if growable:
+        largest = max(growable, key=lambda t: t.block_entries)
+        grown = largest.with_fixed(largest.fixed + 1)
+        yield {**tilings, largest.layer.name: grown}
+    smaller = {
+        k: t.smaller() for k, t in tilings.items() if hasattr(t, "smaller")
+    }
+    smaller = {k: t for k, t in smaller.items() if t is not None}
+    if smaller:
+        yield {**tilings, **smaller}

@@ -209,8 +209,12 @@ def _deployments(model):
     is contracted with its cores (elsewhere they equal the on-the-fly
     rows)."""
     from keras_adntn.export.contraction import FactorizedSchedule
+    from keras_adntn.export.headed_contraction import HeadedSchedule
     from keras_adntn.export.tracing import generating_layers
 
-    if any(FactorizedSchedule.applies(x) for x in generating_layers(model)):
+    if any(
+        FactorizedSchedule.applies(x) or HeadedSchedule.applies(x)
+        for x in generating_layers(model)
+    ):
         return DEPLOYMENTS + FACTORIZED_DEPLOYMENTS
     return DEPLOYMENTS

@@ -103,14 +103,14 @@ class FactorizedSchedule(DeviceSchedule):
         rank = len(x.shape)
         flat = x if rank == 2 else tf.reshape(x, (-1, x.shape[-1]))
         matrices = [tf.constant(m) for m in self.matrices]
-        y = self.plan.apply(flat, matrices, _TfOps(tf))
+        y = self.plan.apply(flat, matrices, TfOps(tf))
         if rank == 2:
             return y
         lead = tf.shape(x)[:-1]
         return tf.reshape(y, tf.concat([lead, [y.shape[-1]]], 0))
 
 
-class _TfOps(executors.Executor):
+class TfOps(executors.Executor):
     """`FactorizedPlan`'s primitives as TensorFlow ops the converter maps
     to builtins: a 2-D matmul with a constant right side becomes
     FULLY_CONNECTED; groups are one FULLY_CONNECTED each (`pad_last` and

@@ -192,6 +192,12 @@ class TTN(GeneratorNetwork):
         index = max(i for i, s in enumerate(stages) if s[0] == "cycle")
         return index, stages[index][1]
 
+    @property
+    def last_level_cores(self) -> int:
+        """Cores of the last level: `factorized_plan`'s `head_steps` is
+        between 1 and one less."""
+        return len(self._last_level()[1])
+
     def factorized_reason(self):
         """A sentence where the last level has a single core (nothing to
         contract apart from a head), else None."""

@@ -255,8 +255,12 @@ def test_arena_budget_is_met_on_tflm(tmp_path):
         ]
     )
     name = model.layers[0].name
-    fast = export_litert(model, tmp_path / "fast.tflite")
-    small = export_litert(model, tmp_path / "small.tflite", arena_budget="32K")
+    # the tiled generation (mode="factorized" contracts a ttn with a head)
+    fly = {"mode": "on_the_fly"}
+    fast = export_litert(model, tmp_path / "fast.tflite", **fly)
+    small = export_litert(
+        model, tmp_path / "small.tflite", arena_budget="32K", **fly
+    )
     cached = export_litert(model, tmp_path / "cached.tflite", mode="cached")
     for report in (fast, small, cached):
         _assert_builtin_tflm(report)
@@ -273,7 +277,9 @@ def test_arena_budget_is_met_on_tflm(tmp_path):
 def test_unreachable_budget_warns(tmp_path):
     model = keras.Sequential([keras.Input((64,)), TNDense(64, seed=9)])
     with pytest.warns(UserWarning, match="exceeds arena_budget"):
-        report = export_litert(model, tmp_path / "m.tflite", arena_budget=512)
+        report = export_litert(
+            model, tmp_path / "m.tflite", mode="on_the_fly", arena_budget=512
+        )
     assert report.within_budget is False
     assert report.tflm_arena_bytes > 512
     assert "OVER the budget" in str(report)
@@ -311,7 +317,9 @@ def test_compare_deployments_table(tmp_path):
     table = compare_deployments(model, tmp_path, arena_budget="48K")
     labels = [row.label for row in table.rows]
     assert labels[0].startswith("Dense twin")
-    assert len(labels) == 4
+    # a ttn layer is contracted with its head in mode="factorized"
+    assert len(labels) == 6
+    assert labels[4:] == ["factorized float32", "factorized int8"]
     assert table.rows[0].latency_ratio == 1.0
     for row in table.rows:
         assert row.arena_bytes > 0 and row.flash_bytes > 0

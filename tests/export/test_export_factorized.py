@@ -38,14 +38,14 @@ CONTRACTION_OPS = {
 }
 
 
-def _model(width=1024, units=1024, **kwargs):
+def _model(width=1024, units=1024, network="mpo", **kwargs):
     keras.utils.set_random_seed(0)
     return keras.Sequential(
         [
             keras.Input((width,)),
             TNDense(
                 units,
-                network="mpo",
+                network=network,
                 seed=0,
                 bias_initializer="random_normal",
                 **kwargs,
@@ -109,17 +109,51 @@ def test_factorized_int8_error_within_cached_int8(tmp_path):
 
 
 def test_nonlinear_layers_keep_tiled_generation(tmp_path):
-    # catches: mode="factorized" changing what a ttn layer exports (it
-    # must generate on the fly, tiled, as mode="on_the_fly" does)
+    # catches: mode="factorized" changing what an attn layer exports (its
+    # gates follow the last level: it must generate on the fly, tiled, as
+    # mode="on_the_fly" does)
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
-        [keras.Input((256,)), TNDense(256, network="ttn", seed=0)]
+        [keras.Input((256,)), TNDense(256, network="attn", seed=0)]
     )
     fac = export_litert(model, tmp_path / "f.tflite", mode="factorized")
     fly = export_litert(model, tmp_path / "o.tflite", mode="on_the_fly")
     assert fac.ops == fly.ops
     assert fac.tiles == fly.tiles
     assert fac.parity_rel_error <= 1e-4
+
+
+@pytest.mark.parametrize(
+    "shape, kwargs, budget, fraction",
+    [
+        ((1024, 1024), {}, 64 * 1024, 1 / 8),
+        ((100, 48), {"generator_groups": 2}, None, 1 / 2),
+    ],
+    ids=["1024-64K", "padded-groups"],
+)
+def test_tree_contracts_with_a_constant_head(
+    tmp_path, shape, kwargs, budget, fraction
+):
+    # catches: a ttn layer still generating its kernel block by block in a
+    # WHILE loop in mode="factorized" (80-140x the int8 twin's latency), a
+    # head tile or padded / grouped digits in another order than Keras's,
+    # a head as large as the kernel, or tiles the converter runs side by
+    # side (the arena of all of them at once)
+    model = _model(*shape, network="ttn", **kwargs)
+    report = export_litert(
+        model, tmp_path / "t.tflite", mode="factorized", arena_budget=budget
+    )
+    assert report.builtin_only, report.ops
+    assert set(report.ops) <= CONTRACTION_OPS | {"MUL"}, report.ops
+    assert report.parity_rel_error <= 1e-4
+    kernel_bytes = 4 * shape[0] * shape[1]
+    # the head (a slice of the tree) and the last level's blocks
+    assert report.layers[0].stored_bytes < kernel_bytes * fraction
+    if report.tflm_arena_bytes is None:
+        pytest.skip("tflite-micro is not installed: arena not measured")
+    assert report.tflm_parity_rel_error <= 1e-4
+    if budget is not None:
+        assert report.tflm_arena_bytes <= budget
 
 
 def test_attention_and_conv_contract_in_the_trace(tmp_path):

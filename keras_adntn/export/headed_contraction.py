@@ -1,0 +1,226 @@
+"""A tree's product on the device, its kernel never formed: `HeadedSchedule`.
+
+A `ttn` generator is nonlinear up to its last level, and that level is
+linear (`networks.factorized.HeadedPlan`): `x @ W` is the input contracted
+with the level's last cores (small block matrices, as for an mpo) and then
+with the *head*, the tree up to the level's first `h` cores. On the device
+the cores are constants, so the head is too: the export makes it once, in
+NumPy, and stores it in place of the cores (its size is chosen: a few
+percent of the kernel).
+
+The state entering the head holds the head's input digits times the bond
+to the other cores times the output digits already made; with the whole
+input at once, it and the head multiply to about the kernel's size
+squared. So the input is taken in *tiles* of its `j` most significant
+digits (which are the head's first input digits): tile `t` is `x[:, rows
+t] @ W[rows t, :]`, the plan of the tile's input with the head's rows of
+those digits (`head[t]`, a slice of a constant), and the tiles' products
+are summed. The tiles are written one after the other (no WHILE loop: no
+loop-carried copies in the arena); TFLM's planner reuses a tile's memory
+for the next.
+
+The export picks `h` and `j` for the smallest stored head whose estimated
+arena (the tile's largest step, `FactorizedPlan.peak_entries`, the input
+and outputs, and TFLM's bookkeeping of every op) fits the arena budget (64
+KB when none is given), then the fewest tiles. What it costs is flash: the
+head is a few percent of the kernel (a 1024x1024 layer in 64 KB: a 256 KB
+head, against 52 KB of cores for the tiled generation on the fly and 1 MB
+for the int8 kernel), for a latency of about twice the int8 Dense twin's
+instead of 80-140x.
+"""
+
+import math
+
+import numpy as np
+
+from keras_adntn.export.contraction import FactorizedSchedule
+from keras_adntn.export.contraction import TfOps
+from keras_adntn.export.schedule import DeviceSchedule
+from keras_adntn.networks import executors
+from keras_adntn.networks import factorized
+
+# the arena a tree's tiles are sized for when the export has no budget
+DEFAULT_ARENA_BYTES = 64 * 1024
+# TFLM's arena also holds every op's and tensor's bookkeeping (measured:
+# about 140 bytes an op of these graphs), in float32 numbers
+_OP_ENTRIES = 36
+
+
+class HeadedSchedule(FactorizedSchedule):
+    """How one `TNDense` with a tree generator multiplies on the device:
+    its input contracted with the last level's cores and a constant head,
+    in tiles of its leading digits.
+
+    Args:
+        layer: a built `TNDense` for which `applies(layer)` holds.
+        batch_size: the exported batch size.
+        arena_budget: bytes the tiles are sized for (None: 64 KB).
+
+    Attributes:
+        head_steps: the last level's cores in the head (`h`).
+        tiles: the input tiles (`radix**j`).
+        plan: the `HeadedPlan` of one tile.
+        estimated_bytes: the arena it is estimated to need.
+    """
+
+    def __init__(self, layer, batch_size: int = 1, arena_budget=None):
+        DeviceSchedule.__init__(self, layer)
+        self.batch_size = int(batch_size or 1)
+        budget = DEFAULT_ARENA_BYTES if arena_budget is None else arena_budget
+        self.arena_budget = int(budget)
+        best = None
+        for option in self._options():
+            fits = option["arena"] <= budget // 4
+            key = (not fits, option["stored"] if fits else option["arena"])
+            if best is None or key + (option["tiles"],) < best[0]:
+                best = (key + (option["tiles"],), option)
+        option = best[1]
+        self.estimated_bytes = 4 * option["arena"]
+        self.head_steps = option["h"]
+        self.tiles = option["tiles"]
+        self.plan = option["plan"]
+        self.in_size = option["in_size"]
+        self.heads = option["heads"]
+        self.matrices = option["tail"]
+
+    def _options(self):
+        """Every `(h, j)`: its tile plan, stored numbers and estimated
+        arena (numbers)."""
+        kernel = self.layer.generated_kernel
+        network, rows = kernel.network, self.batch_size
+        xp = executors.NumpyOps()
+        for h in range(1, network.last_level_cores):
+            whole = network.factorized_plan(
+                *kernel.dims,
+                rows=rows,
+                max_block_entries=factorized.MAX_DEVICE_BLOCK_ENTRIES,
+                head_steps=h,
+                objective="memory",
+            )
+            _, leaves, _, bond = whole.units[0]
+            size = whole.groups * whole.radix ** len(leaves) * bond
+            if size > whole.groups * whole.in_size * whole.out_size // 4:
+                continue  # a head as large as the kernel saves nothing
+            cores = network.factorized_cores(whole, xp)
+            head = np.asarray(cores[factorized.HEAD], np.float64)
+            roles = whole.units[0][1]
+            head_in = sum(1 for r in roles if not r)
+            for j in range(head_in + 1):
+                plan = _tile_plan(whole, j)
+                tiles = whole.radix**j
+                # the head's rows, one block of them per tile
+                heads = np.split(head, tiles, axis=1)
+                matrices = plan.block_matrices(
+                    {**cores, factorized.HEAD: heads[0]}, xp
+                )
+                tail = [np.asarray(m, np.float32) for m in matrices[1:]]
+                out = whole.groups * whole.out_dim
+                # per tile: a slice, an add, and per block a reshape, a
+                # matmul and a reshape and transpose
+                ops = tiles * (3 + 4 * len(plan.blocks))
+                yield {
+                    "h": h,
+                    "tiles": tiles,
+                    "plan": plan,
+                    "in_size": whole.in_size,
+                    "heads": [np.asarray(x, np.float32) for x in heads],
+                    "tail": tail,
+                    "stored": head.size + sum(m.size for m in tail),
+                    "arena": plan.peak_entries(rows)
+                    + rows * (whole.in_size + 3 * out)
+                    + ops * _OP_ENTRIES,
+                }
+
+    def smaller(self):
+        """The schedule of the next smaller estimated arena (the budget
+        search's step where the measured arena is over the budget), or
+        None."""
+        if self.estimated_bytes <= 4:
+            return None
+        other = HeadedSchedule(
+            self.layer, self.batch_size, self.estimated_bytes - 4
+        )
+        if other.estimated_bytes >= self.estimated_bytes:
+            return None
+        return other
+
+    @staticmethod
+    def applies(layer) -> bool:
+        """Whether `layer` is a `TNDense` whose tree (`ttn`) product can
+        be taken from its last level (no int8 QAT rounding)."""
+        kernel = getattr(layer, "generated_kernel", None)
+        return (
+            kernel is not None
+            and len(kernel.dims) == 2
+            and kernel.factorized_reason() is None
+            and not kernel.network.factorized_on_device
+            and getattr(layer, "kernel_quantization", None) is None
+        )
+
+    @property
+    def block_entries(self) -> int:
+        """Numbers stored for the layer's product (head and blocks)."""
+        return int(
+            sum(m.size for m in self.heads)
+            + sum(m.size for m in self.matrices)
+        )
+
+    def matmul(self, tf, inputs, make_ops=None, scales=None):
+        """`inputs @ kernel` as builtins, tile by tile (`make_ops`,
+        `scales`: unused, see `applies`)."""
+        layer = self.layer
+        d_in = layer.input_dim
+        x = tf.reshape(tf.cast(inputs, tf.float32), (-1, d_in))
+        if self.in_size > d_in:
+            x = tf.pad(x, [[0, 0], [0, self.in_size - d_in]])
+        width = self.in_size // self.tiles
+        tail = [tf.constant(m) for m in self.matrices]
+        xp, y = TfOps(tf), None
+        for t, head in enumerate(self.heads):
+            x_t = x[:, t * width : (t + 1) * width]
+            if y is not None:
+                # a tile starts once the one before is summed: the
+                # converter orders ops by depth, and would otherwise run
+                # every tile's first step first (all their states live)
+                x_t = x_t + 0.0 * y[:, :1]
+            y_t = self.plan.apply(x_t, [tf.constant(head), *tail], xp)
+            y = y_t if y is None else y + y_t
+        static = inputs.shape[:-1]
+        if all(d is not None for d in static):
+            return tf.reshape(y, (*static, layer.units))
+        return tf.reshape(
+            y, tf.concat([tf.shape(inputs)[:-1], [layer.units]], axis=0)
+        )
+
+
+def _tile_plan(plan, j):
+    """The `HeadedPlan` of one tile of `plan`'s input: its `j` most
+    significant input digits (the head's first input leaves) fixed."""
+    roles = [r for _, leaves, _, _ in plan.units for r in leaves]
+    drop, kept = j, []
+    for r in roles:
+        if drop and not r:
+            drop -= 1
+            continue
+        kept.append(r)
+    sites, shapes = [], {}
+    for k, (name, leaves, b_left, b_right) in enumerate(plan.units):
+        m = len(leaves) - (j if k == 0 else 0)
+        sites.append((name, m))
+        shapes[name] = (b_left, plan.radix**m, b_right)
+    in_size = plan.in_size // plan.radix**j
+    return factorized.HeadedPlan(
+        sites,
+        shapes,
+        kept,
+        plan.radix,
+        plan.groups,
+        in_size,
+        plan.out_dim,
+        rows=plan.rows,
+        max_block_entries=plan.max_block_entries,
+        objective=plan.objective,
+        head_steps=plan.head_steps,
+        head_seconds=plan.head_seconds * math.pow(plan.radix, -j),
+        generation_seconds=plan.generation_seconds,
+    )
