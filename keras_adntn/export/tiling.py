@@ -30,9 +30,11 @@ state entering the sliced level). The arena floor is the largest state a
 block holds (`GeneratorNetwork.sliced_peak`): for a balanced tree with
 `bond_dim < radix**2` the state entering its last level, about the square
 root of the kernel. Where that peak is not at most a quarter of the kernel
-(`DenseTiling.pays`: the brick wall, aTTN and MERA, whose gates mix the
-leaves; trees with `bond_dim >= radix**2`; `mode_order="flat"`) the
-export generates the whole kernel once instead, untiled.
+(`DenseTiling.pays`: the brick wall, whose gates mix all the leaves;
+trees with `bond_dim >= radix**2`; `mode_order="flat"`) the export
+generates the whole kernel once instead, untiled. aTTN and MERA tile: each
+gate follows the expansion that makes its modes (`Plan.interleave_gates`),
+so a fixed leaf is sliced where its gate makes it.
 """
 
 import numpy as np
@@ -109,8 +111,7 @@ class DenseTiling(DeviceSchedule):
         """Whether tiling can make the layer's largest state at most a
         quarter of its kernel. Not for networks whose state is large before
         the input digits are produced: the brick wall (every gate layer
-        acts on all leaves), aTTN and MERA (physical-level disentanglers
-        mix the leaves the expansion makes), nor `mode_order="flat"`."""
+        acts on all leaves), nor `mode_order="flat"`."""
         return slicing_pays(layer, 0)
 
     def matmul(self, tf, inputs, make_ops, scales=None):

@@ -133,6 +133,81 @@ class Plan:
                 k += 1
         self.add_stage(("cycle", blocks))
 
+    def interleave_gates(self, start: int) -> None:
+        """Rewrites the stages from `start` (an expansion cycle, then the
+        cycles of its gates, `add_gate_layer`) as one cycle in which every
+        gate follows the expansion that makes the later of its two modes.
+
+        Gates act on neighbours of different parents, so a gate commutes
+        with the expansions of the other parents and the result is the
+        same tensor. But the state a gate reads is then the partly
+        expanded one, which grows geometrically with the expansions, not
+        the whole tensor: the backward pass keeps about twice the kernel
+        for all the gates instead of once the kernel per gate. The cycle
+        moves (`name=None`) the modes before a contraction's to the end
+        first. Left as it was where the modes would not come back in order
+        (a rotation of the original order).
+        """
+        expansion, gate_stages = self.stages[start], self.stages[start + 1 :]
+        sizes, ops, made = {}, [], []
+        for i, (a, _, name) in enumerate(expansion[1]):
+            sizes["parent", i] = a
+            children = []
+            for d in self.shape(name)[1:]:
+                sizes[len(made)] = d
+                children.append(len(made))
+                made.append(len(made))
+            ops.append(((("parent", i),), tuple(children), expansion[1][i]))
+        gates = []  # (sublayer, first position, block)
+        for s, stage in enumerate(gate_stages):
+            j = 0
+            for block in stage[1]:
+                if block[2] is None:
+                    j += 1
+                    continue
+                gates.append((s, j, block))
+                j += 2
+        order, produced, done = [], set(), set()
+        for consumed, children, block in ops:
+            order.append((consumed, children, block))
+            produced.update(children)
+            progress = True
+            while progress:
+                progress = False
+                for s, j, block in gates:
+                    ready = (s, j) not in done and {j, j + 1} <= produced
+                    if ready and all(
+                        (t, k) in done
+                        for t, k, _ in gates
+                        if t < s and {k, k + 1} & {j, j + 1}
+                    ):
+                        order.append(((j, j + 1), (j, j + 1), block))
+                        done.add((s, j))
+                        progress = True
+        if len(done) != len(gates):  # pragma: no cover - plan invariant
+            return
+        modes = [("parent", i) for i in range(len(expansion[1]))]
+        blocks = []
+
+        def rotate(first):
+            nonlocal modes
+            at = modes.index(first)
+            if at:
+                blocks.append((math.prod(sizes[m] for m in modes[:at]),) * 2)
+                blocks[-1] += (None,)
+                modes = modes[at:] + modes[:at]
+
+        for consumed, children, block in order:
+            rotate(consumed[0])
+            if tuple(modes[: len(consumed)]) != consumed:
+                return  # not neighbours here: keep the plan as it was
+            blocks.append(block)
+            modes = modes[len(consumed) :] + list(children)
+        rotate(0)
+        if modes != made:
+            return
+        self.stages[start:] = [("cycle", blocks)]
+
     def set_activations(self, activation) -> None:
         """Resolves `activation` (a name, callable or list, one per hidden
         level) into `activations`, and names the weights of the learnable

@@ -149,6 +149,7 @@ class TTN(GeneratorNetwork):
                 blocks.append((dim, math.prod(child_dims), core))
                 children += list(zip(split, child_dims))
                 parents += [node] * len(split)
+            expansions = len(self.plan.stages)
             self.plan.add_stage(("cycle", blocks))
             counts = [c for c, _ in children]
             dims = [d for _, d in children]
@@ -156,6 +157,7 @@ class TTN(GeneratorNetwork):
                 self.gate_levels == "last" and final
             ):
                 self._add_boundary_gates(dims, parents, level, not final)
+                self.plan.interleave_gates(expansions)
             self.plan.add_stage(
                 ("end_level", level, None if final else level - 1)
             )
