@@ -222,7 +222,9 @@ class FactorizedPlan:
         cap = None
         if self.objective == "memory":
             cap = self._partition(costs, n, lambda a, b: max(a, b), 2)[0]
-        return tuple(self._partition(costs, n, float.__add__, 1, cap)[1])
+        return tuple(
+            self._partition(costs, n, lambda a, b: a + b, 1, cap)[1]
+        )
 
     @staticmethod
     def _partition(costs, n, combine, field, cap=None):

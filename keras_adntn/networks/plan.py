@@ -142,11 +142,14 @@ class Plan:
         with the expansions of the other parents and the result is the
         same tensor. But the state a gate reads is then the partly
         expanded one, which grows geometrically with the expansions, not
-        the whole tensor: the backward pass keeps about twice the kernel
-        for all the gates instead of once the kernel per gate. The cycle
-        moves (`name=None`) the modes before a contraction's to the end
-        first. Left as it was where the modes would not come back in order
-        (a rotation of the original order).
+        the whole tensor; and a gate that takes the first mode of the
+        expansion just made is contracted with it into one block (`_fuse`,
+        `fused_core`), so the expanded state is never read on its own. The
+        states the backward pass keeps then sum to about the kernel
+        (once the kernel per gate before). The cycle moves (`name=None`)
+        the modes before a contraction's to the end first. Left as it was
+        where the modes would not come back in order (a rotation of the
+        original order).
         """
         expansion, gate_stages = self.stages[start], self.stages[start + 1 :]
         sizes, ops, made = {}, [], []
@@ -186,6 +189,7 @@ class Plan:
                         progress = True
         if len(done) != len(gates):  # pragma: no cover - plan invariant
             return
+        order = self._fuse(order, sizes)
         modes = [("parent", i) for i in range(len(expansion[1]))]
         blocks = []
 
@@ -207,6 +211,53 @@ class Plan:
         if modes != made:
             return
         self.stages[start:] = [("cycle", blocks)]
+
+    @staticmethod
+    def _fuse(order, sizes):
+        """`order` with every expansion whose first mode a gate takes next
+        made one block with that gate (`("fuse", gate, expansion)`: the
+        two cores contracted, `fused_core`): the expansion's output is
+        then never a state of its own, the backward pass keeps the smaller
+        state it reads."""
+        fused, k = [], 0
+        while k < len(order):
+            consumed, children, block = order[k]
+            nxt = order[k + 1] if k + 1 < len(order) else None
+            if (
+                nxt is not None
+                and isinstance(consumed[0], tuple)
+                and nxt[0][1:] == (children[0],)
+                and nxt[0][0] not in children
+            ):
+                j = nxt[0][0]
+                name = ("fuse", nxt[2][2], block[2])
+                a = sizes[j] * block[0]
+                b = sizes[j] * block[1]
+                fused.append(((j, consumed[0]), (j, *children), (a, b, name)))
+                k += 2
+                continue
+            fused.append(order[k])
+            k += 1
+        return fused
+
+    def fused_core(self, name, cores, xp):
+        """The core of a fused block `("fuse", gate, expansion)`: the
+        expansion `(m, l, R)` (`l` its first mode) and the gate on `(x, l)`
+        contracted over `l`, as `(G, x * m, o * R)` (`o`: the gate's
+        outputs)."""
+        _, gate, expansion = name
+        g = self.groups
+        m, first, *rest = self.shape(expansion)
+        rest = math.prod(rest)
+        x = math.prod(self.shape(gate)) // (first * self.shape(gate)[1])
+        o = self.shape(gate)[1]
+        e = xp.reshape(cores[expansion], (g, m, first, rest))
+        e = xp.reshape(xp.transpose(e, (0, 2, 1, 3)), (g, first, m * rest))
+        t = xp.reshape(cores[gate], (g, x, first, o))
+        t = xp.reshape(xp.transpose(t, (0, 1, 3, 2)), (g, x * o, first))
+        f = xp.reshape(xp.matmul(t, e), (g, x, o, m, rest))
+        f = xp.transpose(f, (0, 1, 3, 2, 4))
+        return xp.reshape(f, (g, x * m, o * rest))
 
     def set_activations(self, activation) -> None:
         """Resolves `activation` (a name, callable or list, one per hidden
@@ -275,7 +326,9 @@ class Plan:
         for stage in self.stages:
             if stage[0] == "cycle":
                 ops = [
-                    f"{n}{shapes[n]}" if n else f"move({a})"
+                    f"{n}{shapes[n]}"
+                    if isinstance(n, str)
+                    else f"{n[2]}+{n[1]}" if n else f"move({a})"
                     for a, _, n in stage[1]
                 ]
                 lines.append("cycle: " + " ".join(ops))
@@ -332,6 +385,11 @@ class Plan:
                     modes = modes[len(consumed) :]
                     if name is None:
                         produced = consumed
+                    elif isinstance(name, tuple):  # a gate on an expansion
+                        legs = self.spec(name[1]).legs[1]
+                        outs = [size for size, _ in legs]
+                        outs += list(self.shape(name[2])[2:])
+                        produced = [new(size) for size in outs]
                     else:
                         spec = self.spec(name)
                         if len(spec.shape) == 2 and spec.legs:  # gates

@@ -86,7 +86,10 @@ def run_plan(plan, cores: dict, xp, fixed=None, hook=None, stop=None):
             for k, (a, b, name) in enumerate(stage[1]):
                 if stop == (index, k):
                     return state
-                core = None if name is None else cores[name]
+                if isinstance(name, tuple):  # a gate on an expansion
+                    core = plan.fused_core(name, cores, xp)
+                else:
+                    core = None if name is None else cores[name]
                 if steps:
                     consumed, produced = steps[k]
                     a = math.prod(size(m) for m in consumed)
