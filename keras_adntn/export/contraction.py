@@ -21,7 +21,6 @@ import numpy as np
 from keras_adntn.export.schedule import DeviceSchedule
 from keras_adntn.networks import executors
 from keras_adntn.networks import factorized
-from keras_adntn.networks.factorized import MAX_DEVICE_BLOCK_ENTRIES
 
 
 class FactorizedSchedule(DeviceSchedule):
@@ -43,18 +42,8 @@ class FactorizedSchedule(DeviceSchedule):
         super().__init__(layer)
         self.batch_size = int(batch_size or 1)
         kernel = layer.generated_kernel
-        network = kernel.network
-        self.plan = factorized.least_memory(
-            [
-                network.factorized_plan(
-                    *kernel.dims,
-                    rows=self.batch_size,
-                    max_block_entries=MAX_DEVICE_BLOCK_ENTRIES,
-                    direction=direction,
-                    objective="memory",
-                )
-                for direction in network.factorized_directions
-            ]
+        self.plan = factorized.device_plan(
+            kernel.network, *kernel.dims, self.batch_size
         )
         cores = kernel.network.active_cores(executors.NumpyOps())
         self.matrices = [

@@ -90,12 +90,8 @@ class HeadedSchedule(FactorizedSchedule):
         network, rows = kernel.network, self.batch_size
         xp = executors.NumpyOps()
         for h in range(1, network.last_level_cores):
-            whole = network.factorized_plan(
-                *kernel.dims,
-                rows=rows,
-                max_block_entries=factorized.MAX_DEVICE_BLOCK_ENTRIES,
-                head_steps=h,
-                objective="memory",
+            whole = factorized.device_plan(
+                network, *kernel.dims, rows, head_steps=h
             )
             _, leaves, _, bond = whole.units[0]
             size = whole.groups * whole.radix ** len(leaves) * bond

@@ -125,22 +125,25 @@ class FactorizedExecution:
         key = (128 if rows is None else int(rows), in_dim, direction, device)
         if key not in self._plans:
             first = 0 if len(dims) == 2 else len(self._spatial_sites())
-            options = {"rows": key[0], "first_site": first}
-            if device:
-                cap = factorized.MAX_DEVICE_BLOCK_ENTRIES
-                options.update(max_block_entries=cap, objective="memory")
             network = self.kernel.network
-            directions = [direction or "right"]
-            if device and direction is None and len(dims) == 2:
-                directions = network.factorized_directions
-            self._plans[key] = factorized.least_memory(
-                [
-                    network.factorized_plan(
-                        in_dim, dims[-1], direction=d, **options
-                    )
-                    for d in directions
-                ]
-            )
+            if device:
+                plan = factorized.device_plan(
+                    network,
+                    in_dim,
+                    dims[-1],
+                    key[0],
+                    directions=None if direction is None else (direction,),
+                    first_site=first,
+                )
+            else:
+                plan = network.factorized_plan(
+                    in_dim,
+                    dims[-1],
+                    rows=key[0],
+                    first_site=first,
+                    direction=direction or "right",
+                )
+            self._plans[key] = plan
         return self._plans[key]
 
     def _conv_direction(self) -> str:

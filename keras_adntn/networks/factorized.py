@@ -542,6 +542,29 @@ def least_memory(plans):
     )
 
 
+def device_plan(network, in_dim, out_dim, rows, directions=None, **kwargs):
+    """The plan an export writes for `network` (`factorized_plan`): blocks
+    capped at `MAX_DEVICE_BLOCK_ENTRIES` (flash), chosen for the least
+    memory live at once (the arena), in the better of `directions`
+    (default: all the network can run). `kwargs`: the rest of
+    `factorized_plan`'s arguments."""
+    directions = directions or network.factorized_directions
+    return least_memory(
+        [
+            network.factorized_plan(
+                in_dim,
+                out_dim,
+                rows=rows,
+                max_block_entries=MAX_DEVICE_BLOCK_ENTRIES,
+                objective="memory",
+                direction=direction,
+                **kwargs,
+            )
+            for direction in directions
+        ]
+    )
+
+
 def numpy_apply(plan, x, cores):
     """`FactorizedPlan.apply` in float64 NumPy (tests, exports)."""
     xp = NumpyOps()
