@@ -29,6 +29,7 @@ for the int8 kernel), for a latency of about twice the int8 Dense twin's
 instead of 80-140x.
 """
 
+import copy
 import math
 
 import numpy as np
@@ -66,29 +67,16 @@ class HeadedSchedule(FactorizedSchedule):
     def __init__(self, layer, batch_size: int = 1, arena_budget=None):
         DeviceSchedule.__init__(self, layer)
         self.batch_size = int(batch_size or 1)
+        self._candidates = list(self._options())
         budget = DEFAULT_ARENA_BYTES if arena_budget is None else arena_budget
-        self.arena_budget = int(budget)
-        best = None
-        for option in self._options():
-            fits = option["arena"] <= budget // 4
-            key = (not fits, option["stored"] if fits else option["arena"])
-            if best is None or key + (option["tiles"],) < best[0]:
-                best = (key + (option["tiles"],), option)
-        option = best[1]
-        self.estimated_bytes = 4 * option["arena"]
-        self.head_steps = option["h"]
-        self.tiles = option["tiles"]
-        self.plan = option["plan"]
-        self.in_size = option["in_size"]
-        self.heads = option["heads"]
-        self.matrices = option["tail"]
+        self._select(int(budget))
 
     def _options(self):
-        """Every `(h, j)`: its tile plan, stored numbers and estimated
-        arena (numbers)."""
+        """Every `(h, j)`: the plan with the head of `h` cores, the plan of
+        one of its `radix**j` tiles, the numbers stored and the estimated
+        arena (numbers), from shapes alone (no head is made)."""
         kernel = self.layer.generated_kernel
         network, rows = kernel.network, self.batch_size
-        xp = executors.NumpyOps()
         for h in range(1, network.last_level_cores):
             whole = factorized.device_plan(
                 network, *kernel.dims, rows, head_steps=h
@@ -97,47 +85,61 @@ class HeadedSchedule(FactorizedSchedule):
             size = whole.groups * whole.radix ** len(leaves) * bond
             if size > whole.groups * whole.in_size * whole.out_size // 4:
                 continue  # a head as large as the kernel saves nothing
-            cores = network.factorized_cores(whole, xp)
-            head = np.asarray(cores[factorized.HEAD], np.float64)
-            roles = whole.units[0][1]
-            head_in = sum(1 for r in roles if not r)
+            head_in = sum(1 for r in leaves if not r)
+            out = whole.groups * whole.out_dim
             for j in range(head_in + 1):
                 plan = _tile_plan(whole, j)
                 tiles = whole.radix**j
-                # the head's rows, one block of them per tile
-                heads = np.split(head, tiles, axis=1)
-                matrices = plan.block_matrices(
-                    {**cores, factorized.HEAD: heads[0]}, xp
-                )
-                tail = [np.asarray(m, np.float32) for m in matrices[1:]]
-                out = whole.groups * whole.out_dim
                 # per tile: a slice, an add, and per block a reshape, a
                 # matmul and a reshape and transpose
                 ops = tiles * (3 + 4 * len(plan.blocks))
+                tail = sum(whole.groups * b.entries for b in plan.blocks[1:])
                 yield {
-                    "h": h,
-                    "tiles": tiles,
+                    "whole": whole,
                     "plan": plan,
-                    "in_size": whole.in_size,
-                    "heads": [np.asarray(x, np.float32) for x in heads],
-                    "tail": tail,
-                    "stored": head.size + sum(m.size for m in tail),
+                    "tiles": tiles,
+                    "stored": size + tail,
                     "arena": plan.peak_entries(rows)
                     + rows * (whole.in_size + 3 * out)
                     + ops * _OP_ENTRIES,
                 }
 
+    def _select(self, budget):
+        """Takes the candidate of the smallest stored numbers whose
+        estimated arena fits `budget` bytes (else the smallest arena),
+        then the fewest tiles, and makes its head (NumPy) and blocks."""
+
+        def key(option):
+            fits = option["arena"] <= budget // 4
+            return (not fits, option["stored" if fits else "arena"])
+
+        option = min(self._candidates, key=lambda o: (*key(o), o["tiles"]))
+        whole, plan = option["whole"], option["plan"]
+        self.estimated_bytes = 4 * option["arena"]
+        self.head_steps = whole.head_steps
+        self.tiles = option["tiles"]
+        self.plan = plan
+        self.in_size = whole.in_size
+        xp = executors.NumpyOps()
+        network = self.layer.generated_kernel.network
+        cores = network.factorized_cores(whole, xp)
+        # the head's rows, one block of them per tile
+        heads = np.split(np.asarray(cores[factorized.HEAD]), self.tiles, 1)
+        matrices = plan.block_matrices({**cores, factorized.HEAD: heads[0]}, xp)
+        self.heads = [np.asarray(x, np.float32) for x in heads]
+        self.matrices = [np.asarray(m, np.float32) for m in matrices[1:]]
+
     def smaller(self):
         """The schedule of the next smaller estimated arena (the budget
         search's step where the measured arena is over the budget), or
         None."""
-        if self.estimated_bytes <= 4:
+        smaller = [
+            o for o in self._candidates if 4 * o["arena"] < self.estimated_bytes
+        ]
+        if not smaller:
             return None
-        other = HeadedSchedule(
-            self.layer, self.batch_size, self.estimated_bytes - 4
-        )
-        if other.estimated_bytes >= self.estimated_bytes:
-            return None
+        other = copy.copy(self)
+        other._select(self.estimated_bytes - 4)
         return other
 
     @staticmethod
