@@ -416,7 +416,6 @@ class FactorizedPlan:
             return self._apply_left(x, matrices, xp)
         if self.in_size > self.in_dim:
             x = xp.pad_last(x, self.in_size - self.in_dim)
-        g = self.groups
         # (1, rows, O_done=1, I_rest=in_size, b=1)
         o_done, i_rest, grouped = 1, self.in_size, False
         state = x
@@ -427,12 +426,9 @@ class FactorizedPlan:
             )
             k_out = block.k_out
             if k_out > 1 and o_done * i_rest > 1:
-                lead = (g,) if grouped else ()
-                state = xp.reshape(
-                    state, (*lead, -1, o_done * i_rest, k_out, block.b_left)
+                state = self._swap(
+                    state, o_done * i_rest, k_out, block.b_left, grouped, xp
                 )
-                perm = (0, 1, 3, 2, 4) if grouped else (0, 2, 1, 3)
-                state = xp.transpose(state, perm)
             o_done *= k_out
         return self._columns(state, grouped, self.lead_bond, xp)
 
@@ -450,18 +446,21 @@ class FactorizedPlan:
         for block, matrix in zip(self.blocks, matrices):
             i_rest //= block.k_in
             if block.k_in > 1 and i_rest * o_done > 1:
-                lead = (g,) if grouped else ()
-                state = xp.reshape(
-                    state, (*lead, -1, block.k_in, i_rest * o_done, bond)
+                state = self._swap(
+                    state, block.k_in, i_rest * o_done, bond, grouped, xp
                 )
-                perm = (0, 1, 3, 2, 4) if grouped else (0, 2, 1, 3)
-                state = xp.transpose(state, perm)
             state, grouped = self._matmul(
                 state, matrix, block.k_in * bond, grouped, xp
             )
             bond = block.b_right
             o_done *= block.k_out
         return self._columns(state, grouped, 1, xp)
+
+    def _swap(self, state, p, q, bond, grouped, xp):
+        """`state` as `(G?, rows, p, q, bond)` with `p` and `q` swapped."""
+        lead = (self.groups,) if grouped else ()
+        state = xp.reshape(state, (*lead, -1, p, q, bond))
+        return xp.transpose(state, (0, 1, 3, 2, 4) if grouped else (0, 2, 1, 3))
 
     def _matmul(self, state, matrix, k, grouped, xp):
         """`(state @ matrix, grouped)`: a shared state (not `grouped`)

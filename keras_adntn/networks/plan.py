@@ -197,8 +197,8 @@ class Plan:
             nonlocal modes
             at = modes.index(first)
             if at:
-                blocks.append((math.prod(sizes[m] for m in modes[:at]),) * 2)
-                blocks[-1] += (None,)
+                size = math.prod(sizes[m] for m in modes[:at])
+                blocks.append((size, size, None))
                 modes = modes[at:] + modes[:at]
 
         for consumed, children, block in order:
@@ -249,8 +249,8 @@ class Plan:
         g = self.groups
         m, first, *rest = self.shape(expansion)
         rest = math.prod(rest)
-        x = math.prod(self.shape(gate)) // (first * self.shape(gate)[1])
-        o = self.shape(gate)[1]
+        size, o = self.shape(gate)
+        x = size // first
         e = xp.reshape(cores[expansion], (g, m, first, rest))
         e = xp.reshape(xp.transpose(e, (0, 2, 1, 3)), (g, first, m * rest))
         t = xp.reshape(cores[gate], (g, x, first, o))
