@@ -315,11 +315,13 @@ def _layer_scopes(model, concrete, reads):
     Keras may uniquify scope names (`tn_dense` -> `tn_dense_1`), so the
     scope is read from the ops that read the layer's variables (or, for
     cores read by an executor, from `reads`: the name scope at each read).
+    A layer whose variables are all read outside its scope (an anchor, or
+    constants of a factorized trace) gets the one scope of its name that
+    no other layer has.
     """
     captured = {id(ext): internal for ext, internal in concrete.graph.captures}
     scopes = {}
     for layer in model.layers:
-        pattern = re.compile(re.escape(layer.name) + r"(_\d+)?")
         for variable in layer.weights:
             handle = getattr(getattr(variable, "value", None), "handle", None)
             placeholder = captured.get(id(handle))
@@ -327,35 +329,31 @@ def _layer_scopes(model, concrete, reads):
             names = [reader.name for reader in readers]
             if id(variable) in reads:
                 names.append(reads[id(variable)].rstrip("/") + "/read")
-            for name in names:
-                if name.startswith(ANCHOR_SCOPE + "/"):
-                    continue
-                parts = name.split("/")
-                for k, part in enumerate(parts[:-1]):
-                    if pattern.fullmatch(part):
-                        scopes[layer.name] = "/".join(parts[: k + 1])
-                        break
-                if layer.name in scopes:
-                    break
-            if layer.name in scopes:
+            found = _scopes_of(layer.name, names)
+            if found:
+                scopes[layer.name] = found[0]
                 break
-    # a layer whose variables are all read outside its scope (an anchor, or
-    # constants of a factorized trace): the one scope of its name left
     names = [op.name for op in concrete.graph.get_operations()]
     for layer in model.layers:
         if layer.name in scopes or not layer.weights:
             continue
-        pattern = re.compile(re.escape(layer.name) + r"(_\d+)?")
-        found = set()
-        for name in names:
-            parts = name.split("/")
-            if parts[0] == ANCHOR_SCOPE:
-                continue
-            for k, part in enumerate(parts[:-1]):
-                if pattern.fullmatch(part):
-                    found.add("/".join(parts[: k + 1]))
-                    break
-        found -= set(scopes.values())
+        found = set(_scopes_of(layer.name, names)) - set(scopes.values())
         if len(found) == 1:
             scopes[layer.name] = found.pop()
     return scopes
+
+
+def _scopes_of(layer_name, names):
+    """The scopes (`.../<layer_name>` or `.../<layer_name>_<n>`) that the
+    op `names` outside the anchor are under, in their order."""
+    pattern = re.compile(re.escape(layer_name) + r"(_\d+)?")
+    found = []
+    for name in names:
+        parts = name.split("/")
+        if parts[0] == ANCHOR_SCOPE:
+            continue
+        for k, part in enumerate(parts[:-1]):
+            if pattern.fullmatch(part):
+                found.append("/".join(parts[: k + 1]))
+                break
+    return found
