@@ -163,7 +163,7 @@ def _export_tensorflow(model, path, options):
                 f"The tensor arena measured on TensorFlow Lite Micro, "
                 f"{attempt.tflm.arena_bytes:,} bytes, exceeds "
                 f"arena_budget={budget:,} bytes even at the most blocks "
-                f"tried ({_describe(attempt.tilings)}). Generation keeps "
+                f"tried ({_describe(attempt.schedules)}). Generation keeps "
                 f"whole kernels in the arena for networks or layers that "
                 f"cannot be tiled (see keras_adntn.export.tiling)."
             )
@@ -184,7 +184,7 @@ def _export_tensorflow(model, path, options):
         params=int(model.count_params()),
         parity_rel_error=parity,
         arena_budget=budget,
-        tiles={k: t.blocks for k, t in attempt.tilings.items() if t.tiled},
+        tiles={k: t.blocks for k, t in attempt.schedules.items() if t.tiled},
         warnings=messages,
         **measured,
         **report,

@@ -63,7 +63,7 @@ class Attempt:
     """One conversion with given schedules, measured where possible.
 
     Attributes:
-        tilings: the `{layer name: DeviceSchedule}` converted.
+        schedules: the `{layer name: DeviceSchedule}` converted.
         trace: the `tracing.Trace`.
         flatbuffer: the converted bytes.
         inputs: the check input; `want`: Keras' outputs on it.
@@ -71,13 +71,15 @@ class Attempt:
         failure: why TFLM could not run the file (else None).
     """
 
-    def __init__(self, model, options: ExportOptions, tilings: dict):
+    def __init__(self, model, options: ExportOptions, schedules: dict):
         import tensorflow as tf
 
         from keras_adntn.export.tracing import Trace
 
-        self.tilings = tilings
-        self.trace = Trace(tf, model, options.mode, options.batch_size, tilings)
+        self.schedules = schedules
+        self.trace = Trace(
+            tf, model, options.mode, options.batch_size, schedules
+        )
         self.flatbuffer, sample = convert_module.convert(
             model,
             self.trace,
@@ -106,33 +108,43 @@ class Attempt:
 def fit(model, options: ExportOptions) -> Attempt:
     """Converts, raising block counts until the measured arena fits."""
     budget = options.arena_budget
-    tilings = schedules(model, options)
-    attempt = Attempt(model, options, tilings)
+    attempt = Attempt(model, options, schedules(model, options))
     if not (options.measure and tflm.available()):
         return attempt
     arena = attempt.measure()
-    if budget is None or not tilings or arena is None:
+    if budget is None or not attempt.schedules or arena is None:
         return attempt
+    if arena <= budget:
+        return _faster(model, options, attempt)
+    return _smaller(model, options, attempt, arena)
+
+
+def _faster(model, options, attempt) -> Attempt:
+    """Fewer blocks (faster) while the measured arena still fits."""
     tries = 1
-    if arena <= budget:  # fewer blocks (faster) while it still fits
-        while tries < _MAX_FITS:
-            smaller = {
-                k: t.with_fixed(t.fixed - 1) if t.fixed > 1 else t
-                for k, t in attempt.tilings.items()
-            }  # (never down to 0: untiled needs the anchor)
-            if all(smaller[k] is attempt.tilings[k] for k in smaller):
-                break
-            trial = Attempt(model, options, smaller)
-            tries += 1
-            smaller_arena = trial.measure()
-            if smaller_arena is None or smaller_arena > budget:
-                break
-            attempt = trial
-        return attempt
-    while arena > budget and tries < _MAX_FITS:
+    while tries < _MAX_FITS:
+        faster = {
+            k: s.faster() or s for k, s in attempt.schedules.items()
+        }
+        if all(faster[k] is attempt.schedules[k] for k in faster):
+            break
+        trial = Attempt(model, options, faster)
+        tries += 1
+        arena = trial.measure()
+        if arena is None or arena > options.arena_budget:
+            break
+        attempt = trial
+    return attempt
+
+
+def _smaller(model, options, attempt, arena) -> Attempt:
+    """Smaller schedules (`_steps`) while the measured arena is over the
+    budget and a step brings it down."""
+    tries = 1
+    while arena > options.arena_budget and tries < _MAX_FITS:
         better = None
-        for tilings in _steps(attempt.tilings):
-            trial = Attempt(model, options, tilings)
+        for schedules in _steps(attempt.schedules):
+            trial = Attempt(model, options, schedules)
             tries += 1
             trial_arena = trial.measure()
             if trial_arena is not None and trial_arena < arena:
@@ -146,20 +158,18 @@ def fit(model, options: ExportOptions) -> Attempt:
     return attempt
 
 
-def _steps(tilings):
+def _steps(schedules):
     """The next schedules to try where the arena is over the budget: more
-    blocks for the tiled layer of the largest block, then a tree's head
-    in more tiles (`HeadedSchedule.smaller`)."""
-    growable = [
-        t for t in tilings.values() if t.tiled and t.fixed < t.max_fixed
-    ]
+    blocks for the tiled layer of the largest block, then the other
+    layers' smaller schedules (a tree's head in more tiles,
+    `HeadedSchedule.smaller`)."""
+    growable = [s for s in schedules.values() if s.tiled and s.smaller()]
     if growable:
-        largest = max(growable, key=lambda t: t.block_entries)
-        grown = largest.with_fixed(largest.fixed + 1)
-        yield {**tilings, largest.layer.name: grown}
+        largest = max(growable, key=lambda s: s.block_entries)
+        yield {**schedules, largest.layer.name: largest.smaller()}
     smaller = {
-        k: t.smaller() for k, t in tilings.items() if hasattr(t, "smaller")
+        k: s.smaller() for k, s in schedules.items() if not s.tiled
     }
-    smaller = {k: t for k, t in smaller.items() if t is not None}
+    smaller = {k: s for k, s in smaller.items() if s is not None}
     if smaller:
-        yield {**tilings, **smaller}
+        yield {**schedules, **smaller}

@@ -18,29 +18,22 @@ rounding acts on the formed kernel).
 
 import numpy as np
 
-from keras_adntn.export.schedule import DeviceSchedule
+from keras_adntn.export.schedule import ContractionSchedule
 from keras_adntn.networks import executors
 from keras_adntn.networks import factorized
 
 
-class FactorizedSchedule(DeviceSchedule):
+class FactorizedSchedule(ContractionSchedule):
     """How one `TNDense` multiplies on the device without its kernel.
 
     Args:
         layer: a built `TNDense` for which `applies(layer)` holds.
         batch_size: the exported batch size (the rows the blocks are
             chosen for).
-
-    A `schedule.DeviceSchedule` with nothing to tile (`tiled` False) nor
-    anchor (`anchored` False: no kernel is generated).
     """
 
-    anchored = False
-    blocks = 0
-
     def __init__(self, layer, batch_size: int = 1):
-        super().__init__(layer)
-        self.batch_size = int(batch_size or 1)
+        super().__init__(layer, batch_size)
         kernel = layer.generated_kernel
         self.plan = factorized.device_plan(
             kernel.network, *kernel.dims, self.batch_size
@@ -60,23 +53,19 @@ class FactorizedSchedule(DeviceSchedule):
         return (
             kernel is not None
             and len(kernel.dims) == 2  # a TNDense (convs: not yet)
-            and kernel.factorized_reason() is None
+            and kernel.formed_reason() is None
             and kernel.network.factorized_on_device
-            and getattr(layer, "kernel_quantization", None) is None
         )
 
     @staticmethod
     def contracts_in_trace(layer) -> bool:
         """Whether `layer` (a `TNConv2D` or `TNMultiHeadAttention`) takes
-        its own factorized path in a `mode="factorized"` trace
-        (`executors.device_contraction`): every kernel contractible and
-        nothing in the layer that needs them formed."""
+        its own factorized path in a `mode="factorized"` trace (the
+        `DeviceContext`'s `read`): every kernel contractible and nothing
+        that needs them formed."""
         kernels = getattr(layer, "generated_kernels", [])
         return bool(kernels) and all(
-            k.factorized_reason() is None
-            and k.network.factorized_on_device
-            and k.kernel_quantization is None
-            and layer._factorized_blocker() is None
+            k.formed_reason() is None and k.network.factorized_on_device
             for k in kernels
         )
 

@@ -1,19 +1,19 @@
 """Tiled generation of a `TNConv2D` kernel: blocks of input channels.
 
 The convolution's counterpart of `tiling.DenseTiling`, with the same
-budget rule (`schedule.DeviceSchedule.for_budget`); its blocks are
+budget rule (`schedule.TiledSchedule.for_budget`); its blocks are
 unrolled in the graph, so no loop carries anything and the estimate is
 the blocks' alone.
 """
 
 import numpy as np
 
-from keras_adntn.export.schedule import DeviceSchedule
+from keras_adntn.export.schedule import TiledSchedule
 from keras_adntn.export.schedule import slicing_pays
 from keras_adntn.networks.executors import permute_modes
 
 
-class ConvTiling(DeviceSchedule):
+class ConvTiling(TiledSchedule):
     """How one `TNConv2D` kernel is generated on the device: unrolled
     blocks of input channels.
 

@@ -34,9 +34,8 @@ import math
 
 import numpy as np
 
-from keras_adntn.export.contraction import FactorizedSchedule
 from keras_adntn.export.contraction import TfOps
-from keras_adntn.export.schedule import DeviceSchedule
+from keras_adntn.export.schedule import ContractionSchedule
 from keras_adntn.networks import executors
 from keras_adntn.networks import factorized
 
@@ -47,7 +46,7 @@ DEFAULT_ARENA_BYTES = 64 * 1024
 _OP_ENTRIES = 36
 
 
-class HeadedSchedule(FactorizedSchedule):
+class HeadedSchedule(ContractionSchedule):
     """How one `TNDense` with a tree generator multiplies on the device:
     its input contracted with the last level's cores and a constant head,
     in tiles of its leading digits.
@@ -65,8 +64,7 @@ class HeadedSchedule(FactorizedSchedule):
     """
 
     def __init__(self, layer, batch_size: int = 1, arena_budget=None):
-        DeviceSchedule.__init__(self, layer)
-        self.batch_size = int(batch_size or 1)
+        super().__init__(layer, batch_size)
         self._candidates = list(self._options())
         budget = DEFAULT_ARENA_BYTES if arena_budget is None else arena_budget
         self._select(int(budget))
@@ -150,9 +148,8 @@ class HeadedSchedule(FactorizedSchedule):
         return (
             kernel is not None
             and len(kernel.dims) == 2
-            and kernel.factorized_reason() is None
+            and kernel.formed_reason() is None
             and not kernel.network.factorized_on_device
-            and getattr(layer, "kernel_quantization", None) is None
         )
 
     @property

@@ -39,12 +39,12 @@ so a fixed leaf is sliced where its gate makes it.
 
 import numpy as np
 
-from keras_adntn.export.schedule import DeviceSchedule
+from keras_adntn.export.schedule import TiledSchedule
 from keras_adntn.export.schedule import slicing_pays
 from keras_adntn.networks.executors import permute_modes
 
 
-class DenseTiling(DeviceSchedule):
+class DenseTiling(TiledSchedule):
     """How one `TNDense` kernel is generated on the device.
 
     Args:

@@ -1,21 +1,23 @@
 """Tracing a Keras model into the TensorFlow graph the converter reads.
 
-The very same layer code runs; the export only chooses, through the
-context variables of `keras_adntn.networks.executors`, how kernels are made:
+The very same layer code runs; the export only chooses, through one
+`keras_adntn.kernels.device_context.DeviceContext` made current for the
+trace, how the kernels' products are computed:
 
 - `"cached"`: `EagerOps` computes every generated kernel once, outside the
   trace, so it enters the graph as a constant (an ordinary FULLY_CONNECTED
   / CONV_2D model). The converter's own constant folding is not relied on:
   it gives up on large intermediates.
 - `"factorized"`: as `"on_the_fly"`, except that `TNDense` layers with a
-  linear generator take their `device_matmul` from a
+  linear generator take their product from a
   `contraction.FactorizedSchedule` (the input contracted with constant
-  block matrices of the cores; no kernel is made), and the other layers
-  whose kernels can be contracted (`TNConv2D`, `TNMultiHeadAttention`
-  with `network="mpo"`) run their own factorized path in the trace
-  (`executors.device_contraction`): their block matrices depend on the
-  cores only, so the converter folds them into FULLY_CONNECTED weights.
-- `"on_the_fly"`: `TNDense` layers take their `device_matmul` from a
+  block matrices of the cores; no kernel is made), or for a tree from a
+  `headed_contraction.HeadedSchedule`, and the other layers whose kernels
+  can be contracted (`TNConv2D`, `TNMultiHeadAttention` with
+  `network="mpo"`) take their own factorized path in the trace (the
+  context's `read`): their block matrices depend on the cores only, so
+  the converter folds them into FULLY_CONNECTED weights.
+- `"on_the_fly"`: `TNDense` layers take their product from a
   `tiling.DenseTiling` (the kernel made and consumed block by block in a
   WHILE loop, its cores constants of the loop body). Other generating
   layers (`TNConv2D`, `TNMultiHeadAttention`) generate their whole kernel
@@ -35,7 +37,6 @@ is a sum of `a` broadcast MULs, a chain step is FULLY_CONNECTED with the
 core as weights, and every transpose has rank <= 5.
 """
 
-import contextlib
 import re
 
 import keras
@@ -43,7 +44,8 @@ import numpy as np
 
 from keras_adntn.export.schedule import int8_scales
 from keras_adntn.export.scopes import ANCHOR_SCOPE
-from keras_adntn.networks import executors
+from keras_adntn.kernels import device_context
+from keras_adntn.kernels.device_context import DeviceContext
 from keras_adntn.networks.executors import KerasOps
 
 
@@ -243,7 +245,7 @@ class Trace:
         model: the Keras model.
         mode: `"cached"`, `"on_the_fly"` or `"factorized"`.
         batch_size: static batch size of the inputs (None: dynamic).
-        tilings: `{layer name: schedule.DeviceSchedule}` of the layers
+        schedules: `{layer name: schedule.DeviceSchedule}` of the layers
             whose product runs by their schedule (`budget.schedules`).
 
     Attributes:
@@ -251,62 +253,61 @@ class Trace:
         scopes: `{top-level layer name: graph name scope}`.
     """
 
-    def __init__(self, tf, model, mode, batch_size, tilings=None):
-        self.tilings = dict(tilings or {})
-        specs = input_specs(tf, model, batch_size)
-        reads = {}
-        eager_ops = EagerOps(tf)
-        scales = {
-            name: int8_scales(t.layer) for name, t in self.tilings.items()
+    def __init__(self, tf, model, mode, batch_size, schedules=None):
+        self.schedules = dict(schedules or {})
+        self._tf, self._model, self._mode = tf, model, mode
+        self._reads = {}
+        self._eager_ops = EagerOps(tf)
+        self._scales = {
+            name: int8_scales(s.layer) for name, s in self.schedules.items()
         }
+        specs = input_specs(tf, model, batch_size)
+        self.concrete = tf.function(
+            self._call, input_signature=specs, autograph=False
+        ).get_concrete_function()
+        self._reads.update(self._eager_ops.reads)
+        self.scopes = _layer_scopes(model, self.concrete, self._reads)
 
-        def schedule(layer, inputs):
-            tiling = self.tilings.get(layer.name)
-            if tiling is None or tiling.layer is not layer:
-                return None
+    def _call(self, *args):
+        inputs = args[0] if len(args) == 1 else list(args)
+        if self._mode == "cached":
+            context = DeviceContext(make_ops=lambda: self._eager_ops)
+            with device_context.tracing(context):
+                return self._model(inputs, training=False)
+        unanchored = {
+            id(s.layer) for s in self.schedules.values() if not s.anchored
+        }
+        anchored = [
+            layer
+            for layer in generating_layers(self._model)
+            if id(layer) not in unanchored
+        ]
+        anchor, mapping = _anchor_mapping(self._tf, anchored, args[0])
+        with keras.StatelessScope(state_mapping=mapping):
+            with device_context.tracing(self._context(anchor)):
+                return self._model(inputs, training=False)
 
+    def _context(self, anchor) -> DeviceContext:
+        """The trace's `DeviceContext` (modes other than `"cached"`)."""
+        tf, reads = self._tf, self._reads
+
+        def product(schedule):
             def make_ops():
-                if tiling.anchored:
-                    return DeviceOps(tf, anchor=anchor_of[0], reads=reads)
+                if schedule.anchored:
+                    return DeviceOps(tf, anchor=anchor, reads=reads)
                 # cores: constants of the loop body
                 return DeviceOps(tf, constants=True, reads=reads)
 
-            return tiling.matmul(tf, inputs, make_ops, scales[layer.name])
+            scales = self._scales[schedule.layer.name]
+            return lambda x: schedule.matmul(tf, x, make_ops, scales)
 
-        anchor_of = [None]
-
-        def call(*args):
-            inputs = args[0] if len(args) == 1 else list(args)
-            if mode == "cached":
-                with executors.generation_ops(eager_ops):
-                    return model(inputs, training=False)
-            unanchored = {
-                id(t.layer) for t in self.tilings.values() if not t.anchored
-            }
-            anchored = [
-                layer
-                for layer in generating_layers(model)
-                if id(layer) not in unanchored
-            ]
-            anchor, mapping = _anchor_mapping(tf, anchored, args[0])
-            anchor_of[0] = anchor
-            contraction = (
-                executors.device_contraction(_constant_reader(tf))
-                if mode == "factorized"
-                else contextlib.nullcontext()
-            )
-            with keras.StatelessScope(state_mapping=mapping):
-                with executors.generation_ops(
-                    lambda: DeviceOps(tf, anchor=anchor, reads=reads)
-                ):
-                    with executors.device_schedule(schedule), contraction:
-                        return model(inputs, training=False)
-
-        self.concrete = tf.function(
-            call, input_signature=specs, autograph=False
-        ).get_concrete_function()
-        reads.update(eager_ops.reads)
-        self.scopes = _layer_scopes(model, self.concrete, reads)
+        return DeviceContext(
+            make_ops=lambda: DeviceOps(tf, anchor=anchor, reads=reads),
+            products={
+                id(s.layer): product(s) for s in self.schedules.values()
+            },
+            read=_constant_reader(tf) if self._mode == "factorized" else None,
+        )
 
 
 def _layer_scopes(model, concrete, reads):

@@ -87,8 +87,6 @@ class FactorizedExecution:
                 "factors do not separate (an odd number of spatial digits, "
                 "e.g. kernel_size (3, 1))"
             )
-        if kernel.kernel_constraint is not None:
-            return "`kernel_constraint` acts on the formed kernel"
         return None
 
     def check(self) -> None:
@@ -107,21 +105,22 @@ class FactorizedExecution:
         (None where a site mixes spatial and channel digits)."""
         return self.kernel.network.lead_sites(self._spatial_leaves())
 
-    def plan(self, rows=None, in_dim=None, direction=None):
+    def plan(self, rows=None, in_dim=None, direction=None, read=None):
         """The `networks.factorized.FactorizedPlan` for `rows` input rows
         of `in_dim` features (default: the kernel's rows); for a conv
         kernel, the plan of its channel sites (input channels to output
         channels, with the bond to the spatial sites, in `conv`'s
         direction). One per call shape, computed once.
 
-        Inside an export's `device_contraction` the blocks are capped at
-        `MAX_DEVICE_BLOCK_ENTRIES` (flash) and chosen for the least memory
-        live at once (the arena), in the better of the two directions."""
+        With `read` (an export contracting on the device: `variable ->
+        its value`) the blocks are capped at `MAX_DEVICE_BLOCK_ENTRIES`
+        (flash) and chosen for the least memory live at once (the arena),
+        in the better of the two directions."""
         dims = self.kernel.dims
         in_dim = dims[-2] if in_dim is None else int(in_dim)
-        device = executors.device_contraction_active()
+        device = read is not None
         if len(dims) > 2:
-            direction = self._conv_direction()
+            direction = self._conv_direction(device)
         key = (128 if rows is None else int(rows), in_dim, direction, device)
         if key not in self._plans:
             first = 0 if len(dims) == 2 else len(self._spatial_sites())
@@ -146,7 +145,7 @@ class FactorizedExecution:
             self._plans[key] = plan
         return self._plans[key]
 
-    def _conv_direction(self) -> str:
+    def _conv_direction(self, device: bool) -> str:
         """A conv kernel's order. In Keras the channel sites come first
         (`"right"`: a depthwise conv with a channel multiplier, the other
         order, made the train step 6x slower on XLA CPU). On the device
@@ -155,7 +154,7 @@ class FactorizedExecution:
         depthwise conv of the input, `bond x groups x c_in` channels,
         then the channel sites) where the input has fewer channels than
         the output, else the channel sites first (`bond x filters`)."""
-        if not executors.device_contraction_active():
+        if not device:
             return "right"
         c_in, out = self.kernel.dims[-2:]
         g = self.kernel.spec.generator_groups
@@ -181,35 +180,7 @@ class FactorizedExecution:
         )
         return fac < whole.generated_seconds(rows)
 
-    def path(self, shape, training=None) -> str:
-        """Which path a call with inputs of `shape` takes: `"factorized"`
-        (the input contracted with the cores), `"generated"` (the kernel
-        made, then multiplied) or `"cached"` (the cached kernel)."""
-        kernel = self.kernel
-        if kernel.execution == "cached" and not training:
-            return "cached"
-        if (
-            self.reason() is not None
-            # int8 QAT rounds the formed kernel: decided when a function
-            # is traced (no branch that XLA would allocate and partition)
-            or kernel.kernel_quantization is not None
-        ):
-            return "generated"
-        if executors.generation_ops_active():  # an export trace decides
-            if (
-                executors.device_contraction_active()
-                and kernel.network.factorized_on_device
-            ):
-                return "factorized"
-            return "generated"
-        if kernel.execution == "on_the_fly":
-            return "generated"
-        if kernel.execution == "factorized":
-            return "factorized"
-        rows = factorized.rows_of(tuple(shape))
-        return "factorized" if self.wins(rows) else "generated"
-
-    def matmul(self, x, part=None):
+    def matmul(self, x, part=None, read=None):
         """`x @ kernel` (float32, `(..., rows)` -> `(..., columns)`) taken
         from the cores: the kernel is never formed. `part`: the name of a
         part of a joint kernel (its rows and columns only). Not with
@@ -219,11 +190,12 @@ class FactorizedExecution:
         x = ops.cast(x, "float32")
         rank = len(x.shape)
         in_dim = int(x.shape[-1])
-        plan = self.plan(factorized.rows_of(tuple(x.shape)), in_dim)
+        rows = factorized.rows_of(tuple(x.shape))
+        plan = self.plan(rows, in_dim, read=read)
         flat = x if rank == 2 else ops.reshape(x, (-1, in_dim))
         name = kernel.key if part is None else part
         g = kernel.spec.generator_groups
-        _, matrices = self.block_matrices(plan)
+        _, matrices = self.block_matrices(plan, read)
         y = plan.apply(flat, matrices, executors.KerasOps())
         if kernel.parts is not None:
             start, i, cols = self._part_columns(name)
@@ -237,7 +209,7 @@ class FactorizedExecution:
         lead = ops.shape(x)[:-1]
         return ops.reshape(y, (*lead, y.shape[-1]))
 
-    def conv(self, x, strides, padding, dilation_rate):
+    def conv(self, x, strides, padding, dilation_rate, read=None):
         """A channels-last 2-D convolution of `x` (float32, `(batch, h, w,
         c_in)`) with the kernel, taken from the cores; the kernel is never
         formed. Channel sites first (`_conv_direction` `"right"`): they
@@ -251,9 +223,10 @@ class FactorizedExecution:
         x = ops.cast(x, "float32")
         kh, kw, c_in, out = kernel.dims
         g = kernel.spec.generator_groups
-        plan = self.plan(factorized.rows_of(tuple(x.shape)), c_in)
+        rows = factorized.rows_of(tuple(x.shape))
+        plan = self.plan(rows, c_in, read=read)
         a = plan.lead_bond
-        cores, matrices = self.block_matrices(plan)
+        cores, matrices = self.block_matrices(plan, read)
         spatial = self._spatial_factor(cores)  # (kh, kw, G, a)
         options = {
             "strides": strides,
@@ -308,15 +281,17 @@ class FactorizedExecution:
         spatial = ops.reshape(spatial, (g, p_kh, p_kw, a))[:, :kh, :kw, :]
         return ops.transpose(spatial, (1, 2, 0, 3))
 
-    def block_matrices(self, plan):
+    def block_matrices(self, plan, read=None):
         """`(cores, plan's block matrices)`: tensors of the variables, or,
-        inside an export's `device_contraction`, float32 constants of
-        their current values (what the device stores)."""
+        with `read` (an export contracting on the device), float32
+        constants of their current values (what the device stores)."""
         network = self.kernel.network
-        if not executors.device_contraction_active():
+        if read is None:
             cores = network.factorized_cores(plan)
             return cores, plan.block_matrices(cores, executors.KerasOps())
-        cores = network.factorized_cores(plan, executors.constant_cores_ops())
+        constants = executors.NumpyOps()
+        constants.convert = lambda v: np.asarray(read(v), dtype=np.float64)
+        cores = network.factorized_cores(plan, constants)
         matrices = plan.block_matrices(cores, executors.NumpyOps())
         cores = {k: np.asarray(v, "float32") for k, v in cores.items()}
         return cores, [ops.convert_to_tensor(np.float32(m)) for m in matrices]

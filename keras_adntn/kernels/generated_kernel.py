@@ -1,5 +1,6 @@
 """GeneratedKernel: a weight made by a tensor network instead of stored."""
 
+import contextlib
 import math
 import weakref
 
@@ -10,12 +11,16 @@ from keras import ops
 from keras_adntn.kernels import calibration
 from keras_adntn.kernels import kernel_quantization as kq
 from keras_adntn.kernels.factorized_execution import FactorizedExecution
+from keras_adntn.kernels.factorized_execution import factorized_error
 from keras_adntn.kernels.generator_spec import GeneratorSpec
 from keras_adntn.kernels.kernel_cache import KernelCache
 from keras_adntn.kernels.kernel_cache import check_execution
 from keras_adntn.kernels.kernel_cache import state_variable
+from keras_adntn.kernels.products import Product
+from keras_adntn.kernels.products import spec_formed_reason
 from keras_adntn.networks import executors
 from keras_adntn.networks import initialization as tn_init
+from keras_adntn.networks.factorized import rows_of as factorized_rows
 from keras_adntn.networks.run_plan import run_plan
 from keras_adntn.tensorize import Tensorization
 
@@ -59,14 +64,25 @@ class GeneratedKernel(keras.layers.Layer):
             quantisation; setting it later flips a state switch that compiled
             functions and the cache tag read).
         core_regularizer: None or a regularizer of every core.
-        execution: `"on_the_fly"` or `"cached"` (see `KernelCache`).
+        kernel_regularizer: None or a regularizer of the formed kernel
+            (added as this object's loss each time a product forms it).
+        layer_reasons: sentences saying why the owner layer needs the
+            formed kernel (e.g. a channels-first convolution), handed over
+            once, at build (see `products.spec_formed_reason`).
+        execution: `"auto"`, `"factorized"`, `"on_the_fly"` or `"cached"`
+            (see `TNDense`).
         **kwargs: base layer arguments (`name`, ...).
 
     Call arguments:
-        Not called as a layer: `kernels(training=None)` returns the dict
-        `{name: float32 kernel}` (`{key: ...}` without `parts`).
+        Not called as a layer. A TN layer takes one of its products
+        (`products.Product`, which decides how each is computed):
+        `matmul(inputs, training)`, `conv(inputs, strides, padding,
+        data_format, dilation_rate, training)` or `project(inputs,
+        equation, part, training)`; `kernels(training=None)` returns the
+        dict `{name: float32 kernel}` (`{key: ...}` without `parts`).
 
     Returns:
+        The products: tensors in the owner layer's compute dtype;
         `kernels()`: float32 tensors of `shape` (or of each part's shape).
 
     Example:
@@ -92,6 +108,8 @@ class GeneratedKernel(keras.layers.Layer):
         kernel_constraint=None,
         kernel_quantization=None,
         core_regularizer=None,
+        kernel_regularizer=None,
+        layer_reasons=(),
         execution="on_the_fly",
         **kwargs,
     ):
@@ -130,10 +148,13 @@ class GeneratedKernel(keras.layers.Layer):
             kernel_quantization
         )
         self.core_regularizer = core_regularizer
+        self.kernel_regularizer = kernel_regularizer
+        self.layer_reasons = tuple(str(r) for r in layer_reasons)
         self.execution = check_execution(execution)
         self._owner_ref = None
-        # (not a tracked attribute: it holds the kernel itself)
-        object.__setattr__(self, "_factorized", FactorizedExecution(self))
+        # (not tracked attributes: they hold the kernel itself)
+        object.__setattr__(self, "factorized", FactorizedExecution(self))
+        object.__setattr__(self, "_product", Product(self))
 
     # -- build -----------------------------------------------------------------
     def build(self, input_shape=None):
@@ -209,7 +230,9 @@ class GeneratedKernel(keras.layers.Layer):
         )
         self.built = True
         if self.execution == "factorized":
-            self._factorized.check()
+            reason = self.formed_reason()
+            if reason is not None:
+                raise factorized_error(reason)
 
     def _check_orthogonal(self):
         """`generator_init="orthogonal"` is exact only where the kernel is
@@ -231,6 +254,18 @@ class GeneratedKernel(keras.layers.Layer):
                 "generator_init='calibrated', or sizes that are powers of "
                 "the radix."
             )
+
+    def owner(self):
+        """The TN layer this kernel belongs to, or None (a method: Keras's
+        saving walks public attributes, and would walk back to it)."""
+        return None if self._owner_ref is None else self._owner_ref()
+
+    @property
+    def product_dtype(self):
+        """The dtype the products are returned in: the owner layer's
+        compute dtype (the kernel's own without an owner)."""
+        owner = self.owner()
+        return self.compute_dtype if owner is None else owner.compute_dtype
 
     def set_owner(self, layer) -> None:
         """Records the TN layer this kernel belongs to (weakly): Keras's
@@ -277,17 +312,21 @@ class GeneratedKernel(keras.layers.Layer):
     def blocks(self, xp=None, fixed=None):
         """The generator's raw `(groups, *dims)` float32 output.
 
-        `xp` is the executor (default `executors.default_ops()`: keras.ops
-        unless an export chose another); `fixed` generates a slice (see
-        `GeneratorNetwork.generate`), returned in leaf order.
+        `xp` is the executor (default `executors.KerasOps()`); `fixed`
+        generates a slice (see `GeneratorNetwork.generate`), returned in
+        leaf order.
         """
-        xp = executors.default_ops() if xp is None else xp
+        xp = executors.KerasOps() if xp is None else xp
         if fixed is not None:
             return self.network.generate(xp, fixed=fixed)
         return self.tensorization.unfold(self.network.generate(xp), xp)
 
-    def generate(self, xp=None) -> dict:
-        """The kernels, generated now (no cache): `{name: kernel}`."""
+    def generate(self, xp=None, export: bool = False) -> dict:
+        """The kernels, generated now (no cache): `{name: kernel}`.
+
+        `xp`: the executor (see `blocks`). `export`: traced for an export,
+        which takes the int8 rounding its `kernel_quantization` says now
+        (no switch read in the graph)."""
         blocks = self.blocks(xp)
         g = self.spec.generator_groups
         if self.parts is None:
@@ -302,12 +341,12 @@ class GeneratedKernel(keras.layers.Layer):
                 )
                 kernels[name] = _merge(ops.multiply(part, factor), g, shape)
                 start += cols // g
-        return {name: self._finish(k) for name, k in kernels.items()}
+        return {name: self._finish(k, export) for name, k in kernels.items()}
 
-    def _finish(self, kernel):
+    def _finish(self, kernel, export):
         if self.kernel_constraint is not None:
             kernel = self.kernel_constraint(kernel)
-        if executors.generation_ops_active() or not self.built:
+        if export or not self.built:
             # an export traces the mode it is given, nothing else
             return kq.fake_quantize(kernel, self._kernel_quantization)
         return ops.cond(
@@ -320,31 +359,69 @@ class GeneratedKernel(keras.layers.Layer):
         """The kernels a call multiplies with (cached or generated)."""
         return self._cache.fetch(self.generate, training)
 
-    # -- factorized execution (`FactorizedExecution`) --------------------------
-    def factorized_reason(self):
-        """Why `x @ kernel` cannot be taken from the cores without forming
-        the kernel (a sentence), or None where it can."""
-        return self._factorized.reason()
+    # -- the products (`products.Product`) -----------------------------------
+    def matmul(self, inputs, training=None):
+        """`inputs @ kernel` (see `products.Product.matmul`)."""
+        return self._product.matmul(inputs, training)
+
+    def conv(
+        self,
+        inputs,
+        strides,
+        padding,
+        data_format="channels_last",
+        dilation_rate=(1, 1),
+        training=None,
+    ):
+        """A 2-D convolution with the kernel (`Product.conv`)."""
+        return self._product.conv(
+            inputs, strides, padding, data_format, dilation_rate, training
+        )
+
+    def project(self, inputs, equation, part=None, training=None):
+        """`einsum(equation, inputs, kernel or part)` (`Product.project`)."""
+        return self._product.project(inputs, equation, part, training)
+
+    @contextlib.contextmanager
+    def sharing(self):
+        """Inside the block, the formed kernels are made once and shared
+        by every product (e.g. the three projections of a joint kernel in
+        one attention call)."""
+        self._product.share(True)
+        try:
+            yield self
+        finally:
+            self._product.share(False)
+
+    def formed_reason(self):
+        """Why the products need the formed kernel (a sentence), or None
+        where they can be taken from the cores (`products.
+        spec_formed_reason`: the one answer)."""
+        return spec_formed_reason(
+            self.spec,
+            kernel_constraint=self.kernel_constraint,
+            kernel_regularizer=self.kernel_regularizer,
+            kernel_quantization=self._kernel_quantization,
+            layer_reasons=self.layer_reasons,
+            built_reason=self.factorized.reason() if self.built else None,
+        )
+
+    def execution_path(self, shape, training=None) -> str:
+        """How a product with inputs of `shape` is computed outside an
+        export: `"factorized"`, `"generated"` or `"cached"`."""
+        rows = factorized_rows(shape)
+        return self._product.path(rows, training)
 
     def factorized_plan(self, rows=None, in_dim=None):
         """The `FactorizedPlan` for `rows` input rows of `in_dim`
         features (see `FactorizedExecution.plan`)."""
-        return self._factorized.plan(rows, in_dim)
+        return self.factorized.plan(rows, in_dim)
 
-    def execution_path(self, shape, training=None) -> str:
-        """Which path a call with inputs of `shape` takes: `"factorized"`,
-        `"generated"` or `"cached"` (see `FactorizedExecution.path`)."""
-        return self._factorized.path(shape, training)
-
-    def factorized_matmul(self, x, part=None):
-        """`x @ kernel` taken from the cores, the kernel never formed (see
-        `FactorizedExecution.matmul`)."""
-        return self._factorized.matmul(x, part)
-
-    def factorized_conv(self, x, strides, padding, dilation_rate):
-        """A 2-D convolution with the kernel taken from the cores, the
-        kernel never formed (see `FactorizedExecution.conv`)."""
-        return self._factorized.conv(x, strides, padding, dilation_rate)
+    def part_shape(self, name) -> tuple:
+        """The shape of the kernel (or part) returned under `name`."""
+        if self.parts is None:
+            return self.shape
+        return next(tuple(p[3]) for p in self.parts if p[0] == name)
 
     # -- size and growth -------------------------------------------------------
     @property
@@ -392,6 +469,10 @@ class GeneratedKernel(keras.layers.Layer):
                 "core_regularizer": keras.regularizers.serialize(
                     self.core_regularizer
                 ),
+                "kernel_regularizer": keras.regularizers.serialize(
+                    self.kernel_regularizer
+                ),
+                "layer_reasons": self.layer_reasons,
                 "execution": self.execution,
             }
         )
@@ -404,9 +485,8 @@ class GeneratedKernel(keras.layers.Layer):
         config["kernel_constraint"] = keras.constraints.get(
             config.get("kernel_constraint")
         )
-        config["core_regularizer"] = keras.regularizers.get(
-            config.get("core_regularizer")
-        )
+        for name in ("core_regularizer", "kernel_regularizer"):
+            config[name] = keras.regularizers.get(config.get(name))
         return cls(**config)
 
 

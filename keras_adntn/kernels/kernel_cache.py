@@ -22,8 +22,6 @@ not in `layer.weights`, so `count_params`, `get_weights`/`set_weights` and
 import keras
 from keras import ops
 
-from keras_adntn.networks import executors
-
 EXECUTIONS = ("auto", "factorized", "on_the_fly", "cached")
 
 
@@ -87,12 +85,10 @@ class KernelCache:
 
     def fetch(self, generate, training=None) -> dict:
         """The kernels: `generate()` or the fresh cache, same dict keys."""
-        # An export tracing the generator (`executors.generation_ops`) always
-        # generates: it decides itself what is stored.
-        use_cache = (
-            self.tag is not None
-            and (not training or not self.layer.trainable)
-            and not executors.generation_ops_active()
+        # (an export never gets here: it generates with its own executor,
+        # `products.Product.formed`, and decides itself what is stored)
+        use_cache = self.tag is not None and (
+            not training or not self.layer.trainable
         )
         if not use_cache:
             return generate()

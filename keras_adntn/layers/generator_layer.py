@@ -5,16 +5,15 @@ import inspect
 import keras
 from keras import constraints
 from keras import initializers
-from keras import ops
 from keras import regularizers
 
 from keras_adntn.kernels import calibration
 from keras_adntn.kernels import kernel_quantization as kq
 from keras_adntn.kernels.factorized_execution import factorized_error
-from keras_adntn.kernels.factorized_execution import spec_factorized_reason
 from keras_adntn.kernels.generated_kernel import GeneratedKernel
 from keras_adntn.kernels.generator_spec import GeneratorSpec
 from keras_adntn.kernels.kernel_cache import check_execution
+from keras_adntn.kernels.products import spec_formed_reason
 from keras_adntn.networks import base as network_base
 
 GROWTH_NOISE = network_base.GROWTH_NOISE
@@ -151,20 +150,24 @@ class GeneratorLayer(keras.layers.Layer):
             self._check_factorized()
 
     def _check_factorized(self):
-        """`execution="factorized"` needs a kernel that is never formed."""
-        reason = spec_factorized_reason(self.generator_spec)
-        if reason is None:
-            reason = self._factorized_blocker()
-        if reason is None and self.kernel_constraint is not None:
-            reason = "`kernel_constraint` acts on the formed kernel"
-        if reason is None and self._kernel_quantization is not None:
-            reason = (
-                "`kernel_quantization` rounds the formed kernel (set later, "
-                "e.g. by `Model.quantize`, it switches the layer to forming "
-                "it)"
-            )
+        """`execution="factorized"` needs a kernel that is never formed:
+        ValueError at construction where the arguments already say why
+        (the built kernel checks the rest)."""
+        reason = spec_formed_reason(
+            self.generator_spec,
+            kernel_constraint=self.kernel_constraint,
+            kernel_regularizer=self.kernel_regularizer,
+            kernel_quantization=self._kernel_quantization,
+            layer_reasons=self._layer_reasons(),
+        )
         if reason is not None:
             raise factorized_error(reason)
+
+    def _layer_reasons(self) -> tuple:
+        """Why this layer needs its kernels formed whatever their
+        generator (sentences; none here), handed to each kernel at build.
+        A subclass adds its own (a channels-first convolution...)."""
+        return ()
 
     # -- the generator's arguments, read from the spec -------------------------
     network = property(lambda self: self.generator_spec.network)
@@ -213,6 +216,8 @@ class GeneratorLayer(keras.layers.Layer):
             kernel_constraint=self.kernel_constraint,
             kernel_quantization=self._kernel_quantization,
             core_regularizer=self.core_regularizer,
+            kernel_regularizer=self.kernel_regularizer,
+            layer_reasons=self._layer_reasons(),
             execution=self.execution,
             name=name,
             **kwargs,
@@ -279,49 +284,14 @@ class GeneratorLayer(keras.layers.Layer):
         """The kernel's tensorisation (`generated_kernel.tensorization`)."""
         return self._single_kernel("tensorization").tensorization
 
-    def _kernel_path(self, kernel, shape, training=None) -> str:
-        """The path of `kernel` for inputs of `shape` (see
-        `GeneratedKernel.execution_path`); never factorized while a
-        `kernel_regularizer` needs the formed kernel."""
-        path = kernel.execution_path(shape, training)
-        if path == "factorized" and self._factorized_blocker() is not None:
-            return "generated"
-        return path
-
-    def _factorized_blocker(self):
-        """Why this layer cannot take its kernels' factorized path (a
-        sentence), or None: a `kernel_regularizer` needs the formed
-        kernel. Subclasses add their own conditions."""
-        if self.kernel_regularizer is not None:
-            return "`kernel_regularizer` needs the formed kernel"
-        return None
-
     def execution_paths(self, rows: int = 128, training: bool = True) -> dict:
         """Which path each generated kernel takes for `rows` input rows:
         `{kernel name: "factorized" | "generated" | "cached"}` (what
         `keras_adntn.summary` shows)."""
         return {
-            kernel.name: self._kernel_path(kernel, (rows, None), training)
+            kernel.name: kernel.execution_path((rows, None), training)
             for kernel in self.generated_kernels
         }
-
-    def _matmul(self, kernel, inputs, training=None):
-        """`inputs @ kernel` in the compute dtype: contracted with the
-        cores (factorized path) or with the generated (or cached) kernel,
-        as `_kernel_path` says."""
-        if self._kernel_path(kernel, inputs.shape, training) == "factorized":
-            y = kernel.factorized_matmul(inputs)
-            return ops.cast(y, self.compute_dtype)
-        weight = kernel.kernels(training)[kernel.key]
-        self._regularize([weight])
-        return ops.matmul(inputs, ops.cast(weight, self.compute_dtype))
-
-    def _regularize(self, kernels) -> None:
-        """Adds `kernel_regularizer` of each generated kernel as a layer
-        loss (in `call`: a generated kernel exists only there)."""
-        if self.kernel_regularizer is not None:
-            for kernel in kernels:
-                self.add_loss(self.kernel_regularizer(kernel))
 
     def _add_bias(self, shape, name="bias"):
         return self.add_weight(

@@ -7,7 +7,6 @@ from keras import ops
 from keras_adntn.kernels.generator_spec import check_int
 from keras_adntn.layers.generator_layer import GeneratorLayer
 from keras_adntn.layers.generator_layer import shared_args
-from keras_adntn.networks import executors
 
 PADDINGS = ("valid", "same")
 DATA_FORMATS = ("channels_last", "channels_first")
@@ -239,15 +238,15 @@ class TNConv2D(GeneratorLayer):
         if self.execution == "factorized":
             self._check_factorized()
 
-    def _factorized_blocker(self):
-        reason = super()._factorized_blocker()
-        if reason is None and getattr(self, "conv_groups", 1) != 1:
-            reason = "channel `groups` > 1 are not contracted yet"
-        if reason is None and getattr(
-            self, "data_format", "channels_last"
-        ) != "channels_last":
-            reason = "data_format='channels_first' is not contracted yet"
-        return reason
+    def _layer_reasons(self) -> tuple:
+        reasons = []
+        if getattr(self, "conv_groups", 1) != 1:
+            reasons.append("channel `groups` > 1 are not contracted yet")
+        if getattr(self, "data_format", "channels_last") != "channels_last":
+            reasons.append(
+                "data_format='channels_first' is not contracted yet"
+            )
+        return tuple(reasons)
 
     @property
     def groups(self):
@@ -322,27 +321,14 @@ class TNConv2D(GeneratorLayer):
             # integer images: computed in the compute dtype, as TNDense and
             # Dense do (backend convolutions reject mixed dtypes)
             inputs = ops.cast(inputs, self.compute_dtype)
-        x = executors.device_matmul(self, inputs)  # an export's schedule
-        gk = self.generated_kernel
-        if x is None and (
-            self._kernel_path(gk, inputs.shape, training) == "factorized"
-        ):
-            x = gk.factorized_conv(
-                inputs, self.strides, self.padding, self.dilation_rate
-            )
-            x = ops.cast(x, self.compute_dtype)
-        elif x is None:
-            kernel = gk.kernels(training)["kernel"]
-            self._regularize([kernel])
-            kernel = ops.cast(kernel, self.compute_dtype)
-            x = ops.conv(
-                inputs,
-                kernel,
-                strides=self.strides,
-                padding=self.padding,
-                data_format=self.data_format,
-                dilation_rate=self.dilation_rate,
-            )
+        x = self.generated_kernel.conv(
+            inputs,
+            strides=self.strides,
+            padding=self.padding,
+            data_format=self.data_format,
+            dilation_rate=self.dilation_rate,
+            training=training,
+        )
         if self.bias is not None:
             if self.data_format == "channels_last":
                 shape = (1, 1, 1, self.filters)

@@ -7,7 +7,6 @@ from keras import ops
 from keras_adntn.kernels.generator_spec import check_int
 from keras_adntn.layers.generator_layer import GeneratorLayer
 from keras_adntn.layers.generator_layer import shared_args
-from keras_adntn.networks import executors
 
 
 @keras.saving.register_keras_serializable(package="keras_adntn")
@@ -189,9 +188,7 @@ class TNDense(GeneratorLayer):
         )
 
     def call(self, inputs, training=None):
-        x = executors.device_matmul(self, inputs)  # an export's schedule
-        if x is None:
-            x = self._matmul(self.generated_kernel, inputs, training)
+        x = self.generated_kernel.matmul(inputs, training)
         if self.bias is not None:
             x = ops.add(x, self.bias)
         return self.activation(x)

@@ -1,5 +1,6 @@
 """TNMultiHeadAttention: attention whose projections are generated."""
 
+import contextlib
 import functools
 import math
 
@@ -360,23 +361,19 @@ class TNMultiHeadAttention(GeneratorLayer):
             )
         return self._generate()
 
-    def _fetch(self, training, shape):
-        """`{name: kernel}`, or for a kernel on the factorized path (its
-        input contracted with the cores) `{name: function of x}`; `shape`:
-        the query's, whose rows every projection has about as many of."""
+    def _fetch(self, training):
+        """`{name: function of x}`: each projection taken from its
+        kernel (`GeneratedKernel.project`, which decides the path)."""
         kernels = {}
         for kernel in self.generated_kernels:
-            if self._kernel_path(kernel, shape, training) == "factorized":
-                names = [p[0] for p in kernel.parts or [(kernel.key,)]]
-                for name in names:
-                    kernels[name] = functools.partial(
-                        kernel.factorized_matmul,
-                        part=None if kernel.parts is None else name,
-                    )
-                continue
-            made = kernel.kernels(training)
-            self._regularize(list(made.values()))
-            kernels.update(made)
+            names = [p[0] for p in kernel.parts or [(kernel.key,)]]
+            for name in names:
+                kernels[name] = functools.partial(
+                    kernel.project,
+                    equation=self._equations[name],
+                    part=None if kernel.parts is None else name,
+                    training=training,
+                )
         return kernels
 
     @property
@@ -412,21 +409,23 @@ class TNMultiHeadAttention(GeneratorLayer):
         training=None,
         use_causal_mask=False,
     ):
-        kernels = self._fetch(training, query.shape)
-        output, scores = self._attend(
-            query,
-            value,
-            key,
-            kernels,
-            self._biases,
-            query_mask=query_mask,
-            value_mask=value_mask,
-            key_mask=key_mask,
-            attention_mask=attention_mask,
-            use_causal_mask=use_causal_mask,
-            training=training,
-            return_attention_scores=return_attention_scores,
-        )
+        with contextlib.ExitStack() as stack:
+            for kernel in self.generated_kernels:
+                stack.enter_context(kernel.sharing())
+            output, scores = self._attend(
+                query,
+                value,
+                key,
+                self._fetch(training),
+                self._biases,
+                query_mask=query_mask,
+                value_mask=value_mask,
+                key_mask=key_mask,
+                attention_mask=attention_mask,
+                use_causal_mask=use_causal_mask,
+                training=training,
+                return_attention_scores=return_attention_scores,
+            )
         if return_attention_scores:
             return output, scores
         return output
@@ -495,18 +494,8 @@ class TNMultiHeadAttention(GeneratorLayer):
 
     def _project(self, name, x, kernels, biases):
         kernel = kernels[name]
-        if callable(kernel):  # factorized: (..., d_in) -> (..., d_out)
-            heads = 2 if name == "output" else 1
-            lead = ops.shape(x)[: len(x.shape) - heads]
-            flat = ops.reshape(x, (*lead, math.prod(x.shape[-heads:])))
-            y = ops.cast(kernel(flat), self.compute_dtype)
-            out = self._out_shape if name == "output" else None
-            if out is None:
-                width = (
-                    self.value_dim if name == "value" else self.key_dim
-                )
-                out = (self.num_heads, width)
-            y = ops.reshape(y, (*lead, *out))
+        if callable(kernel):  # the layer's own: its kernel's product
+            y = kernel(x)
         else:
             kernel = ops.cast(kernel, self.compute_dtype)
             y = ops.einsum(self._equations[name], x, kernel)

@@ -7,14 +7,13 @@ interface (`Executor`). `KerasOps` runs them with `keras.ops` inside a model
 float64 NumPy at build time, where initialisation and calibration happen (no
 backend tracing is involved there, so building a layer inside a traced
 function is safe). An export subclasses one of them, or `Executor` itself,
-with its own primitives.
+with its own primitives, and hands it to the kernels through its
+`kernels.device_context.DeviceContext`.
 
 Every primitive is a two-operand contraction, a reshape, a transpose or a
 slice, of rank at most 5 when `max_rank` is 5.
 """
 
-import contextlib
-import contextvars
 import math
 
 import keras
@@ -156,103 +155,6 @@ class KerasOps(Executor):
     @staticmethod
     def activate(fn, x):
         return fn(x)
-
-
-# What an export asks of the layers while it traces them. Context variables,
-# not module globals: a trace sets them for its own block only.
-_GENERATION_OPS = contextvars.ContextVar("adntn_generation_ops", default=None)
-_DEVICE_MATMUL = contextvars.ContextVar("adntn_device_matmul", default=None)
-
-
-_DEVICE_CONTRACTION = contextvars.ContextVar(
-    "adntn_device_contraction", default=False
-)
-
-
-def device_contraction_active() -> bool:
-    """Whether an export lets layers contract their input with the cores
-    (`device_contraction`) while it traces them."""
-    return _DEVICE_CONTRACTION.get() is not False
-
-
-def constant_cores_ops():
-    """A float64 NumPy executor that reads variables as their current
-    values through the active `device_contraction`'s `read` (outside the
-    trace): the block matrices of a traced contraction become constants."""
-    read = _DEVICE_CONTRACTION.get()
-    xp = NumpyOps()
-    xp.convert = lambda v: np.asarray(read(v), dtype=np.float64)
-    return xp
-
-
-@contextlib.contextmanager
-def device_contraction(read):
-    """Inside the block (an export trace in `mode="factorized"`), layers
-    whose kernels can be contracted take their factorized path even though
-    a `generation_ops` block is active, with block matrices made from the
-    cores' current values (`read(variable)` -> array) as constants."""
-    token = _DEVICE_CONTRACTION.set(read)
-    try:
-        yield
-    finally:
-        _DEVICE_CONTRACTION.reset(token)
-
-
-def generation_ops_active() -> bool:
-    """Whether a `generation_ops` block (an export trace) is active."""
-    return _GENERATION_OPS.get() is not None
-
-
-def default_ops():
-    """The executor `GeneratedKernel.blocks` uses when given none.
-
-    `KerasOps()` (full-rank transposes) unless `generation_ops` set another.
-    """
-    xp = _GENERATION_OPS.get()
-    if xp is None:
-        return KerasOps()
-    return xp() if callable(xp) else xp
-
-
-@contextlib.contextmanager
-def generation_ops(xp):
-    """Makes `xp` the default kernel-generation executor inside the block.
-
-    `xp` is an executor, or a function of no argument returning a fresh
-    one for every kernel generated.
-
-    The LiteRT export uses it to trace every TN layer's kernel with its own
-    executor (rank <= 5 transposes, TFLite Micro friendly matmuls) while
-    running the very same layer code; outside the block nothing changes.
-    """
-    token = _GENERATION_OPS.set(xp)
-    try:
-        yield xp
-    finally:
-        _GENERATION_OPS.reset(token)
-
-
-def device_matmul(layer, inputs):
-    """The layer's linear map of `inputs` (`inputs @ kernel`, or the
-    convolution) as an export's on-device schedule computes it.
-
-    Returns None (the layer generates its kernel and multiplies as usual)
-    unless a `device_schedule` block is active and takes `layer`: then the
-    tensor its schedule computes (e.g. the kernel made and consumed block
-    by block, `keras_adntn.export.tiling`).
-    """
-    schedule = _DEVICE_MATMUL.get()
-    return None if schedule is None else schedule(layer, inputs)
-
-
-@contextlib.contextmanager
-def device_schedule(schedule):
-    """Inside the block, `device_matmul(layer, x)` calls `schedule`."""
-    token = _DEVICE_MATMUL.set(schedule)
-    try:
-        yield schedule
-    finally:
-        _DEVICE_MATMUL.reset(token)
 
 
 def permute_modes(x, xp, sizes, perm):

@@ -557,15 +557,52 @@ def test_bad_arguments(tmp_path, kwargs, match):
     assert not (tmp_path / "m.tflite").exists()
 
 
-def test_generation_switch_restores_default():
-    xp = executors.KerasOps(max_rank=5)
-    assert executors.default_ops().max_rank is None
-    with executors.generation_ops(xp):
-        assert executors.default_ops() is xp
-        with executors.generation_ops(lambda: executors.KerasOps(max_rank=3)):
-            assert executors.default_ops().max_rank == 3
-        assert executors.default_ops() is xp
-    assert executors.default_ops().max_rank is None
+def test_device_context_is_scoped_to_its_block():
+    # catches: a trace's DeviceContext leaking out of its block (every
+    # later call would generate with the export's executor), or a nested
+    # block not restoring the outer one
+    from keras_adntn.kernels import device_context
+    from keras_adntn.kernels.device_context import DeviceContext
+
+    outer = DeviceContext(make_ops=lambda: executors.KerasOps(max_rank=5))
+    inner = DeviceContext(make_ops=lambda: executors.KerasOps(max_rank=3))
+    assert device_context.current() is None
+    with device_context.tracing(outer):
+        assert device_context.current() is outer
+        with device_context.tracing(inner):
+            assert device_context.current() is inner
+        assert device_context.current() is outer
+    assert device_context.current() is None
+    with pytest.raises(ValueError, match="`context`"):
+        with device_context.tracing(executors.KerasOps()):
+            pass
+
+
+def test_device_context_executor_makes_each_kernel_once():
+    # catches: a product that ignores the export's executor (the kernel
+    # would be traced with full-rank transposes TFLM rejects), or one
+    # that generates a kernel twice in one call
+    from keras_adntn.kernels import device_context
+    from keras_adntn.kernels.device_context import DeviceContext
+
+    layer = TNDense(8, seed=6)
+    layer.build((None, 8))
+    made = []
+
+    def make_ops():
+        made.append(executors.KerasOps(max_rank=5))
+        return made[-1]
+
+    x = np.ones((2, 8), "float32")
+    with device_context.tracing(DeviceContext(make_ops=make_ops)):
+        y = layer(x)
+    assert len(made) == 1
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(y),
+        keras.ops.convert_to_numpy(layer(x)),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 def test_parse_bytes():

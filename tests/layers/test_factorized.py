@@ -297,7 +297,7 @@ def test_conv_factorized_matches_generated(
     from keras_adntn.kernels.factorized_execution import FactorizedExecution
 
     monkeypatch.setattr(
-        FactorizedExecution, "_conv_direction", lambda self: order
+        FactorizedExecution, "_conv_direction", lambda self, device: order
     )
 
     c_in, filters = channels
