@@ -2,7 +2,7 @@
 
 A `TNDense` whose generator is linear (`network="mpo"`, `mode_order=
 "paired"`) never needs its kernel on the device either. The export writes
-the layer's `networks.factorized.FactorizedPlan`: per block of sites one
+the layer's `factorized.FactorizedPlan`: per block of sites one
 FULLY_CONNECTED whose constant weights are the block's contracted cores
 (a few hundred numbers), a RESHAPE and a TRANSPOSE of rank <= 4 (5 with
 generator groups), so the file stores core-sized constants and the arena
@@ -18,9 +18,9 @@ rounding acts on the formed kernel).
 
 import numpy as np
 
+from keras_adntn import factorized
 from keras_adntn.export.schedule import DeviceSchedule
 from keras_adntn.networks import executors
-from keras_adntn.networks import factorized
 
 
 class FactorizedSchedule(DeviceSchedule):
@@ -61,7 +61,7 @@ class FactorizedSchedule(DeviceSchedule):
             kernel is not None
             and len(kernel.dims) == 2  # a TNDense (convs: not yet)
             and kernel.factorized_reason() is None
-            and kernel.network.factorized_on_device
+            and factorized.on_device(kernel.network)
             and getattr(layer, "kernel_quantization", None) is None
         )
 
@@ -74,7 +74,7 @@ class FactorizedSchedule(DeviceSchedule):
         kernels = getattr(layer, "generated_kernels", [])
         return bool(kernels) and all(
             k.factorized_reason() is None
-            and k.network.factorized_on_device
+            and factorized.on_device(k.network)
             and k.kernel_quantization is None
             and layer._factorized_blocker() is None
             for k in kernels

@@ -7,9 +7,11 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_adntn import factorized
+from keras_adntn.factorized import FactorizedExecution
+from keras_adntn.factorized import rows_of
 from keras_adntn.kernels import calibration
 from keras_adntn.kernels import kernel_quantization as kq
-from keras_adntn.kernels.factorized_execution import FactorizedExecution
 from keras_adntn.kernels.generator_spec import GeneratorSpec
 from keras_adntn.kernels.kernel_cache import KernelCache
 from keras_adntn.kernels.kernel_cache import check_execution
@@ -329,22 +331,45 @@ class GeneratedKernel(keras.layers.Layer):
     def factorized_plan(self, rows=None, in_dim=None):
         """The `FactorizedPlan` for `rows` input rows of `in_dim`
         features (see `FactorizedExecution.plan`)."""
-        return self._factorized.plan(rows, in_dim)
+        return self._factorized.plan(rows, in_dim, read=_device_read())
 
     def execution_path(self, shape, training=None) -> str:
-        """Which path a call with inputs of `shape` takes: `"factorized"`,
-        `"generated"` or `"cached"` (see `FactorizedExecution.path`)."""
-        return self._factorized.path(shape, training)
+        """Which path a call with inputs of `shape` takes: `"factorized"`
+        (the input contracted with the cores), `"generated"` (the kernel
+        made, then multiplied) or `"cached"` (the cached kernel)."""
+        if self.execution == "cached" and not training:
+            return "cached"
+        if (
+            self._factorized.reason() is not None
+            # int8 QAT rounds the formed kernel: decided when a function
+            # is traced (no branch that XLA would allocate and partition)
+            or self.kernel_quantization is not None
+        ):
+            return "generated"
+        if executors.generation_ops_active():  # an export trace decides
+            if executors.device_contraction_active() and factorized.on_device(
+                self.network
+            ):
+                return "factorized"
+            return "generated"
+        if self.execution == "on_the_fly":
+            return "generated"
+        if self.execution == "factorized":
+            return "factorized"
+        rows = rows_of(tuple(shape))
+        return "factorized" if self._factorized.wins(rows) else "generated"
 
     def factorized_matmul(self, x, part=None):
         """`x @ kernel` taken from the cores, the kernel never formed (see
         `FactorizedExecution.matmul`)."""
-        return self._factorized.matmul(x, part)
+        return self._factorized.matmul(x, part, read=_device_read())
 
     def factorized_conv(self, x, strides, padding, dilation_rate):
         """A 2-D convolution with the kernel taken from the cores, the
         kernel never formed (see `FactorizedExecution.conv`)."""
-        return self._factorized.conv(x, strides, padding, dilation_rate)
+        return self._factorized.conv(
+            x, strides, padding, dilation_rate, read=_device_read()
+        )
 
     # -- size and growth -------------------------------------------------------
     @property
@@ -430,3 +455,11 @@ def _mixed_std(parts, initializer):
     total = sum(w for _, _, w in parts)
     var = sum(w * stds[(a, b)] ** 2 for a, b, w in parts) / total
     return math.sqrt(var)
+
+
+def _device_read():
+    """The `read` of the active `executors.device_contraction` (an export
+    trace contracting on the device), or None (the host)."""
+    if not executors.device_contraction_active():
+        return None
+    return executors._DEVICE_CONTRACTION.get()

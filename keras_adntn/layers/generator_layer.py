@@ -8,10 +8,9 @@ from keras import initializers
 from keras import ops
 from keras import regularizers
 
+from keras_adntn import factorized
 from keras_adntn.kernels import calibration
 from keras_adntn.kernels import kernel_quantization as kq
-from keras_adntn.kernels.factorized_execution import factorized_error
-from keras_adntn.kernels.factorized_execution import spec_factorized_reason
 from keras_adntn.kernels.generated_kernel import GeneratedKernel
 from keras_adntn.kernels.generator_spec import GeneratorSpec
 from keras_adntn.kernels.kernel_cache import check_execution
@@ -152,7 +151,10 @@ class GeneratorLayer(keras.layers.Layer):
 
     def _check_factorized(self):
         """`execution="factorized"` needs a kernel that is never formed."""
-        reason = spec_factorized_reason(self.generator_spec)
+        reason = factorized.class_reason(
+            self.generator_spec.network_class(),
+            self.generator_spec.mode_order,
+        )
         if reason is None:
             reason = self._factorized_blocker()
         if reason is None and self.kernel_constraint is not None:
@@ -164,7 +166,7 @@ class GeneratorLayer(keras.layers.Layer):
                 "it)"
             )
         if reason is not None:
-            raise factorized_error(reason)
+            raise factorized.factorized_error(reason)
 
     # -- the generator's arguments, read from the spec -------------------------
     network = property(lambda self: self.generator_spec.network)
