@@ -9,7 +9,6 @@ from keras import ops
 
 from keras_adntn import factorized
 from keras_adntn.factorized import FactorizedExecution
-from keras_adntn.factorized import rows_of
 from keras_adntn.kernels import calibration
 from keras_adntn.kernels import kernel_quantization as kq
 from keras_adntn.kernels.generator_spec import GeneratorSpec
@@ -356,7 +355,7 @@ class GeneratedKernel(keras.layers.Layer):
             return "generated"
         if self.execution == "factorized":
             return "factorized"
-        rows = rows_of(tuple(shape))
+        rows = factorized.rows_of(tuple(shape))
         return "factorized" if self._factorized.wins(rows) else "generated"
 
     def factorized_matmul(self, x, part=None):
