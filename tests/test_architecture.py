@@ -18,6 +18,7 @@ LAYERS = [
     {"_quiet", "_startup", "activations", "losses", "regularizers"},
     {"networks"},
     {"tensorize"},
+    {"factorized"},
     {"kernels"},
     {"layers"},
     {"explicit"},

@@ -2,7 +2,7 @@
 
 A `TNDense` whose generator is linear (`network="mpo"`, `mode_order=
 "paired"`) never needs its kernel on the device either. The export writes
-the layer's `networks.factorized.FactorizedPlan`: per block of sites one
+the layer's `factorized.FactorizedPlan`: per block of sites one
 FULLY_CONNECTED whose constant weights are the block's contracted cores
 (a few hundred numbers), a RESHAPE and a TRANSPOSE of rank <= 4 (5 with
 generator groups), so the file stores core-sized constants and the arena
@@ -17,10 +17,11 @@ rounding acts on the formed kernel).
 """
 
 import numpy as np
+from keras import ops
 
+from keras_adntn import factorized
 from keras_adntn.export.schedule import ContractionSchedule
 from keras_adntn.networks import executors
-from keras_adntn.networks import factorized
 
 
 class FactorizedSchedule(ContractionSchedule):
@@ -34,15 +35,11 @@ class FactorizedSchedule(ContractionSchedule):
 
     def __init__(self, layer, batch_size: int = 1):
         super().__init__(layer, batch_size)
-        kernel = layer.generated_kernel
-        self.plan = factorized.device_plan(
-            kernel.network, *kernel.dims, self.batch_size
-        )
-        cores = kernel.network.active_cores(executors.NumpyOps())
-        self.matrices = [
-            np.asarray(m, np.float32)
-            for m in self.plan.block_matrices(cores, executors.NumpyOps())
-        ]
+        # the device contraction is made where the in-trace one is: the
+        # kernel's FactorizedExecution (plan and constant blocks)
+        execution = layer.generated_kernel.factorized_execution
+        self.plan = execution.plan(self.batch_size, read=_value)
+        _, self.matrices = execution.constant_blocks(self.plan, _value)
 
     @staticmethod
     def applies(layer) -> bool:
@@ -54,7 +51,7 @@ class FactorizedSchedule(ContractionSchedule):
             kernel is not None
             and len(kernel.dims) == 2  # a TNDense (convs: not yet)
             and kernel.formed_reason() is None
-            and kernel.network.factorized_on_device
+            and factorized.on_device(kernel.network)
         )
 
     @staticmethod
@@ -65,7 +62,7 @@ class FactorizedSchedule(ContractionSchedule):
         that needs them formed."""
         kernels = getattr(layer, "generated_kernels", [])
         return bool(kernels) and all(
-            k.formed_reason() is None and k.network.factorized_on_device
+            k.formed_reason() is None and factorized.on_device(k.network)
             for k in kernels
         )
 
@@ -86,6 +83,12 @@ class FactorizedSchedule(ContractionSchedule):
             return y
         lead = tf.shape(x)[:-1]
         return tf.reshape(y, tf.concat([lead, [y.shape[-1]]], 0))
+
+
+def _value(variable) -> np.ndarray:
+    """A variable's current value (the schedule is made outside the
+    trace)."""
+    return np.asarray(ops.convert_to_numpy(variable))
 
 
 class TfOps(executors.Executor):

@@ -1,7 +1,7 @@
 """A tree's product on the device, its kernel never formed: `HeadedSchedule`.
 
 A `ttn` generator is nonlinear up to its last level, and that level is
-linear (`networks.factorized.HeadedPlan`): `x @ W` is the input contracted
+linear (`factorized.HeadedPlan`): `x @ W` is the input contracted
 with the level's last cores (small block matrices, as for an mpo) and then
 with the *head*, the tree up to the level's first `h` cores. On the device
 the cores are constants, so the head is too: the export makes it once, in
@@ -34,10 +34,10 @@ import math
 
 import numpy as np
 
+from keras_adntn import factorized
 from keras_adntn.export.contraction import TfOps
 from keras_adntn.export.schedule import ContractionSchedule
 from keras_adntn.networks import executors
-from keras_adntn.networks import factorized
 
 # the arena a tree's tiles are sized for when the export has no budget
 DEFAULT_ARENA_BYTES = 64 * 1024
@@ -75,7 +75,7 @@ class HeadedSchedule(ContractionSchedule):
         arena (numbers), from shapes alone (no head is made)."""
         kernel = self.layer.generated_kernel
         network, rows = kernel.network, self.batch_size
-        for h in range(1, network.last_level_cores):
+        for h in range(1, factorized.last_level_cores(network)):
             whole = factorized.device_plan(
                 network, *kernel.dims, rows, head_steps=h
             )
@@ -120,7 +120,7 @@ class HeadedSchedule(ContractionSchedule):
         self.in_size = whole.in_size
         xp = executors.NumpyOps()
         network = self.layer.generated_kernel.network
-        cores = network.factorized_cores(whole, xp)
+        cores = factorized.cores(network, whole, xp)
         # the head's rows, one block of them per tile
         heads = np.split(np.asarray(cores[factorized.HEAD]), self.tiles, 1)
         matrices = plan.block_matrices({**cores, factorized.HEAD: heads[0]}, xp)
@@ -149,7 +149,7 @@ class HeadedSchedule(ContractionSchedule):
             kernel is not None
             and len(kernel.dims) == 2
             and kernel.formed_reason() is None
-            and not kernel.network.factorized_on_device
+            and not factorized.on_device(kernel.network)
         )
 
     @property

@@ -8,10 +8,10 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_adntn import factorized
+from keras_adntn.factorized import FactorizedExecution
 from keras_adntn.kernels import calibration
 from keras_adntn.kernels import kernel_quantization as kq
-from keras_adntn.kernels.factorized_execution import FactorizedExecution
-from keras_adntn.kernels.factorized_execution import factorized_error
 from keras_adntn.kernels.generator_spec import GeneratorSpec
 from keras_adntn.kernels.kernel_cache import KernelCache
 from keras_adntn.kernels.kernel_cache import check_execution
@@ -20,7 +20,6 @@ from keras_adntn.kernels.products import Product
 from keras_adntn.kernels.products import spec_formed_reason
 from keras_adntn.networks import executors
 from keras_adntn.networks import initialization as tn_init
-from keras_adntn.networks.factorized import rows_of as factorized_rows
 from keras_adntn.networks.run_plan import run_plan
 from keras_adntn.tensorize import Tensorization
 
@@ -153,7 +152,9 @@ class GeneratedKernel(keras.layers.Layer):
         self.execution = check_execution(execution)
         self._owner_ref = None
         # (not tracked attributes: they hold the kernel itself)
-        object.__setattr__(self, "factorized", FactorizedExecution(self))
+        object.__setattr__(
+            self, "factorized_execution", FactorizedExecution(self)
+        )
         object.__setattr__(self, "_product", Product(self))
 
     # -- build -----------------------------------------------------------------
@@ -232,7 +233,7 @@ class GeneratedKernel(keras.layers.Layer):
         if self.execution == "factorized":
             reason = self.formed_reason()
             if reason is not None:
-                raise factorized_error(reason)
+                raise factorized.factorized_error(reason)
 
     def _check_orthogonal(self):
         """`generator_init="orthogonal"` is exact only where the kernel is
@@ -403,19 +404,21 @@ class GeneratedKernel(keras.layers.Layer):
             kernel_regularizer=self.kernel_regularizer,
             kernel_quantization=self._kernel_quantization,
             layer_reasons=self.layer_reasons,
-            built_reason=self.factorized.reason() if self.built else None,
+            built_reason=(
+                self.factorized_execution.reason() if self.built else None
+            ),
         )
 
     def execution_path(self, shape, training=None) -> str:
         """How a product with inputs of `shape` is computed outside an
         export: `"factorized"`, `"generated"` or `"cached"`."""
-        rows = factorized_rows(shape)
+        rows = factorized.rows_of(shape)
         return self._product.path(rows, training)
 
     def factorized_plan(self, rows=None, in_dim=None):
         """The `FactorizedPlan` for `rows` input rows of `in_dim`
         features (see `FactorizedExecution.plan`)."""
-        return self.factorized.plan(rows, in_dim)
+        return self.factorized_execution.plan(rows, in_dim)
 
     def part_shape(self, name) -> tuple:
         """The shape of the kernel (or part) returned under `name`."""
@@ -510,3 +513,4 @@ def _mixed_std(parts, initializer):
     total = sum(w for _, _, w in parts)
     var = sum(w * stds[(a, b)] ** 2 for a, b, w in parts) / total
     return math.sqrt(var)
+

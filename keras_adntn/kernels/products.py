@@ -10,8 +10,8 @@ A layer never multiplies with a kernel itself: it asks its
 - `"cached"`: inference calls of `execution="cached"` multiply with the
   cached kernel (`KernelCache`);
 - `"factorized"`: the input is contracted with the cores and the kernel is
-  never formed (`FactorizedExecution`), where nothing needs the formed
-  kernel (`formed_reason`) and the cost model (or `execution=
+  never formed (`factorized.FactorizedExecution`), where nothing needs
+  the formed kernel (`formed_reason`) and the cost model (or `execution=
   "factorized"`, or an export contracting on the device) says so;
 - `"generated"`: the kernel is generated, then multiplied.
 
@@ -27,9 +27,8 @@ import math
 
 from keras import ops
 
+from keras_adntn import factorized
 from keras_adntn.kernels import device_context
-from keras_adntn.kernels.factorized_execution import spec_factorized_reason
-from keras_adntn.networks import factorized
 
 PATHS = ("schedule", "cached", "factorized", "generated")
 
@@ -60,7 +59,10 @@ def spec_formed_reason(
         built_reason: the built kernel's own reason (its network and
             shape: `FactorizedExecution.reason`), or None.
     """
-    reasons = [spec_factorized_reason(spec), built_reason]
+    reasons = [
+        factorized.class_reason(spec.network_class(), spec.mode_order),
+        built_reason,
+    ]
     if kernel_constraint is not None:
         reasons.append(CONSTRAINT_REASON)
     if kernel_regularizer is not None:
@@ -101,7 +103,7 @@ class Product:
         if kernel.formed_reason() is not None:
             return "generated"
         if context is not None:  # an export: contracted on the device?
-            on_device = kernel.network.factorized_on_device
+            on_device = factorized.on_device(kernel.network)
             if context.read is not None and on_device:
                 return "factorized"
             return "generated"
@@ -109,7 +111,8 @@ class Product:
             return "generated"
         if kernel.execution == "factorized":
             return "factorized"
-        return "factorized" if kernel.factorized.wins(rows) else "generated"
+        wins = kernel.factorized_execution.wins(rows)
+        return "factorized" if wins else "generated"
 
     # -- the three products ------------------------------------------------
     def matmul(self, inputs, training=None):
@@ -120,7 +123,8 @@ class Product:
             return context.product_of(self.kernel.owner())(inputs)
         dtype = self.kernel.product_dtype
         if path == "factorized":
-            y = self.kernel.factorized.matmul(inputs, read=_read(context))
+            execution = self.kernel.factorized_execution
+            y = execution.matmul(inputs, read=_read(context))
             return ops.cast(y, dtype)
         weight = self.formed(training, context)[self.kernel.key]
         return ops.matmul(inputs, ops.cast(weight, dtype))
@@ -136,7 +140,8 @@ class Product:
             return context.product_of(self.kernel.owner())(inputs)
         dtype = self.kernel.product_dtype
         if path == "factorized":
-            y = self.kernel.factorized.conv(
+            execution = self.kernel.factorized_execution
+            y = execution.conv(
                 inputs, strides, padding, dilation_rate, read=_read(context)
             )
             return ops.cast(y, dtype)
@@ -168,7 +173,8 @@ class Product:
         flat = ops.reshape(
             inputs, (*lead, math.prod(inputs.shape[-bound:]))
         )
-        y = kernel.factorized.matmul(flat, part=part, read=_read(context))
+        execution = kernel.factorized_execution
+        y = execution.matmul(flat, part=part, read=_read(context))
         return ops.reshape(ops.cast(y, dtype), (*lead, *shape[bound:]))
 
     # -- the formed kernels ------------------------------------------------

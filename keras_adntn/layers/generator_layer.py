@@ -7,9 +7,9 @@ from keras import constraints
 from keras import initializers
 from keras import regularizers
 
+from keras_adntn import factorized
 from keras_adntn.kernels import calibration
 from keras_adntn.kernels import kernel_quantization as kq
-from keras_adntn.kernels.factorized_execution import factorized_error
 from keras_adntn.kernels.generated_kernel import GeneratedKernel
 from keras_adntn.kernels.generator_spec import GeneratorSpec
 from keras_adntn.kernels.kernel_cache import check_execution
@@ -161,7 +161,7 @@ class GeneratorLayer(keras.layers.Layer):
             layer_reasons=self._layer_reasons(),
         )
         if reason is not None:
-            raise factorized_error(reason)
+            raise factorized.factorized_error(reason)
 
     def _layer_reasons(self) -> tuple:
         """Why this layer needs its kernels formed whatever their

@@ -25,5 +25,3 @@ class ATTN(TTN):
     """
 
     gate_levels = "last"
-    # gates follow the last level's expansions: its kernel is formed
-    factorizable = False

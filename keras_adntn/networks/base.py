@@ -67,14 +67,6 @@ class GeneratorNetwork(keras.layers.Layer):
     uses_depth = False
     # whether `initialization="orthogonal"` applies (`_orthogonal_cores`)
     has_orthogonal_init = False
-    # whether `x @ W` can be taken from the cores without forming `W`
-    # (`factorized_plan`, `factorized_cores`)
-    factorizable = False
-    # whether that product's sites are the cores themselves (what a device
-    # stores), not tensors formed from them
-    factorized_on_device = False
-    # the directions its `factorized_plan` can run (`FactorizedPlan`)
-    factorized_directions = ("right",)
 
     def __init__(
         self,
@@ -194,16 +186,6 @@ class GeneratorNetwork(keras.layers.Layer):
         if self.max_bond_dim is not None:
             cores = self._masked(cores, xp)
         return cores
-
-    def factorized_reason(self):
-        """Why this network's `x @ W` cannot be contracted (a sentence),
-        or None (where the class is `factorizable`)."""
-        return None
-
-    def factorized_cores(self, plan, xp=None) -> dict:
-        """The sites of `plan` (a `factorized_plan`): the active cores."""
-        del plan
-        return self.active_cores(xp)
 
     def _masked(self, cores, xp):
         """`cores` times their 0/1 masks at the active bond dimension.

@@ -1,7 +1,7 @@
 """The few primitives the generators are written in, for two executors.
 
 Generator networks, tensorisations and factorized products
-(`networks.factorized.FactorizedPlan`) are written once against this small
+(`factorized.FactorizedPlan`) are written once against this small
 interface (`Executor`). `KerasOps` runs them with `keras.ops` inside a model
 (every backend, XLA, LiteRT); `NumpyOps` runs the very same schedule in
 float64 NumPy at build time, where initialisation and calibration happen (no

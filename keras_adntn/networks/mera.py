@@ -24,5 +24,3 @@ class MERA(TTN):
     """
 
     gate_levels = "all"
-    # gates follow the last level's expansions: its kernel is formed
-    factorizable = False

@@ -4,7 +4,6 @@ import keras
 
 from keras_adntn.networks import initialization as tn_init
 from keras_adntn.networks.base import GeneratorNetwork
-from keras_adntn.networks.factorized import FactorizedPlan
 from keras_adntn.networks.plan import bond
 
 
@@ -35,65 +34,11 @@ class MPO(GeneratorNetwork):
     """
 
     has_orthogonal_init = True
-    # linear in its cores: `x @ W` can be taken site by site
-    factorizable = True
-    factorized_on_device = True
-    factorized_directions = ("right", "left")
 
-    def factorized_plan(
-        self,
-        in_dim,
-        out_dim,
-        rows=None,
-        max_block_entries=None,
-        first_site=0,
-        direction="right",
-        objective="time",
-    ) -> FactorizedPlan:
-        """The plan of `x @ W` without forming `W` (see
-        `networks.factorized`), for a kernel of `in_dim` rows and
-        `out_dim` columns per group whose leaves are `output_leaves`;
-        `first_site > 0`: of the sites from there on only (a conv kernel's
-        channel sites, `lead_sites`). `direction`, `objective`: those of
-        `FactorizedPlan`."""
-        if self.output_leaves is None:
-            raise ValueError(
-                "factorized execution needs the kernel's input and output "
-                "digits apart (mode_order='paired'); got "
-                "mode_order='flat'."
-            )
-        sites = self._sites[first_site:]
-        skipped = sum(m for _, m in self._sites[:first_site])
-        extra = {}
-        if max_block_entries is not None:
-            extra["max_block_entries"] = max_block_entries
-        return FactorizedPlan(
-            sites,
-            {name: self.plan.shape(name) for name, _ in sites},
-            self.output_leaves[skipped:],
-            self.radix,
-            self.groups,
-            in_dim,
-            out_dim,
-            rows=rows,
-            direction=direction,
-            objective=objective,
-            **extra,
-        )
-
-    def lead_sites(self, leaves: int):
-        """The names of the sites that hold exactly the first `leaves`
-        leaves (a conv kernel's spatial digits), or None where a site
-        holds digits on both sides."""
-        names, count = [], 0
-        for name, m in self._sites:
-            if count == leaves:
-                return names
-            if count > leaves:
-                return None
-            names.append(name)
-            count += m
-        return names if count == leaves else None
+    @property
+    def sites(self) -> tuple:
+        """`(core name, modes)` per site, in chain order."""
+        return self._sites
 
     def _orthogonal_cores(self, rng, draw):
         roles = self.leaf_roles()

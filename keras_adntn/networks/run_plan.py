@@ -31,7 +31,7 @@ def run_plan(plan, cores: dict, xp, fixed=None, hook=None, stop=None):
             the state after the first `steps` steps of that stage, the
             modes not consumed yet first, then those produced (the head
             of a tree whose last level is contracted with an input,
-            `TTN.factorized_cores`).
+            `factorized.tree_head.head`).
 
     Returns:
         `(groups, radix**num_modes)` (fixed modes of size 1) in leaf order.

@@ -13,7 +13,7 @@ from keras import ops
 
 from keras_adntn import TNDense
 from keras_adntn import TNMultiHeadAttention
-from keras_adntn.networks import factorized
+from keras_adntn import factorized
 from tests import layer_contract as contract
 
 # (input dim, units, generator groups, max_bond_dim): square, padded input
@@ -294,10 +294,10 @@ def test_conv_factorized_matches_generated(
     # then the channel sites: the device's order with fewer input
     # channels, forced here)
     from keras_adntn import TNConv2D
-    from keras_adntn.kernels.factorized_execution import FactorizedExecution
+    from keras_adntn.factorized import FactorizedExecution
 
     monkeypatch.setattr(
-        FactorizedExecution, "_conv_direction", lambda self, device: order
+        FactorizedExecution, "_conv_direction", lambda self, read=None: order
     )
 
     c_in, filters = channels

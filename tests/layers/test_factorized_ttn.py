@@ -17,8 +17,8 @@ from keras import ops
 
 from keras_adntn import TNConv2D
 from keras_adntn import TNDense
+from keras_adntn import factorized
 from keras_adntn.networks import executors
-from keras_adntn.networks import factorized
 from tests import layer_contract as contract
 
 
@@ -88,14 +88,14 @@ def test_every_head_split_matches_the_kernel(d_in, units, kwargs):
     net = layer.generated_kernel.network
     x = contract.random_inputs((3, d_in))
     want = x @ ops.convert_to_numpy(layer.kernel)
-    steps = len(net._last_level()[1])
+    steps = factorized.last_level_cores(net)
     for h in range(1, steps):
-        plan = net.factorized_plan(
-            d_in, layer.generated_kernel.dims[1], rows=3, head_steps=h
+        plan = factorized.plan(
+            net, d_in, layer.generated_kernel.dims[1], rows=3, head_steps=h
         )
         assert plan.head_steps == h
-        sites = net.factorized_cores(plan, executors.NumpyOps())
+        sites = factorized.cores(net, plan, executors.NumpyOps())
         got = factorized.numpy_apply(plan, x, sites)
         assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max(), h
     with pytest.raises(ValueError, match="head_steps"):
-        net.factorized_plan(d_in, units, head_steps=steps)
+        factorized.plan(net, d_in, units, head_steps=steps)

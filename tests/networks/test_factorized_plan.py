@@ -1,4 +1,4 @@
-"""`networks.factorized.FactorizedPlan` in NumPy: both directions of the
+"""`factorized.FactorizedPlan` in NumPy: both directions of the
 product and the block choice an export makes (least memory live at once).
 
 Each test names the regression it catches: a block matrix laid out for the
@@ -12,8 +12,8 @@ import pytest
 from keras import ops
 
 from keras_adntn import TNDense
+from keras_adntn import factorized
 from keras_adntn.networks import executors
-from keras_adntn.networks import factorized
 
 
 def _mpo(rows, columns, **kwargs):
@@ -38,7 +38,8 @@ def test_both_directions_give_x_at_kernel(rows, columns, kwargs):
     for direction in ("right", "left"):
         for cap in (1, 64, 4096):
             for objective in ("time", "memory"):
-                plan = network.factorized_plan(
+                plan = factorized.plan(
+                    network,
                     rows,
                     columns // g,
                     rows=16,
@@ -61,10 +62,11 @@ def test_left_direction_contracts_the_lead_bond_as_an_input():
     layer = TNConv2D(8, 3, network="mpo", generator_groups=2, seed=0)
     layer.build((None, 6, 6, 6))
     network = layer.generated_kernel.network
-    first = len(network.lead_sites(4))  # the padded 3x3 taps: 4 digits
+    # the padded 3x3 taps: 4 digits
+    first = len(factorized.lead_sites(network, 4))
     cores = network.active_cores(executors.NumpyOps())
     plans = {
-        d: network.factorized_plan(6, 4, first_site=first, direction=d)
+        d: factorized.plan(network, 6, 4, first_site=first, direction=d)
         for d in ("right", "left")
     }
     a = plans["right"].lead_bond
@@ -92,8 +94,14 @@ def test_memory_objective_lowers_the_peak():
     # whole input), or a peak the blocks do not reach
     network, cores, _ = _mpo(64, 192)
     plans = {
-        (d, o): network.factorized_plan(
-            64, 192, rows=16, max_block_entries=1024, direction=d, objective=o
+        (d, o): factorized.plan(
+            network,
+            64,
+            192,
+            rows=16,
+            max_block_entries=1024,
+            direction=d,
+            objective=o,
         )
         for d in ("right", "left")
         for o in ("time", "memory")
@@ -117,13 +125,15 @@ def test_memory_objective_lowers_the_peak():
 def test_plan_arguments_are_checked():
     network, _, _ = _mpo(16, 16)
     with pytest.raises(ValueError, match="`direction`"):
-        network.factorized_plan(16, 16, direction="up")
+        factorized.plan(network, 16, 16, direction="up")
     with pytest.raises(ValueError, match="`objective`"):
-        network.factorized_plan(16, 16, objective="flash")
+        factorized.plan(network, 16, 16, objective="flash")
     tree = TNDense(16, network="ttn", seed=0)
     tree.build((None, 16))
     with pytest.raises(ValueError, match="`direction` must be 'right'"):
-        tree.generated_kernel.network.factorized_plan(16, 16, direction="left")
+        factorized.plan(
+            tree.generated_kernel.network, 16, 16, direction="left"
+        )
 
 
 def test_conv_order_is_the_smaller_state_on_the_device_only():
@@ -140,4 +150,5 @@ def test_conv_order_is_the_smaller_state_on_the_device_only():
         kernel = layer.generated_kernel
         assert kernel.factorized_plan(64).direction == "right"
         read = ops.convert_to_numpy  # an export contracting on the device
-        assert kernel.factorized.plan(64, read=read).direction == device_order
+        plan = kernel.factorized_execution.plan(64, read=read)
+        assert plan.direction == device_order

@@ -90,7 +90,7 @@ def test_jax_data_parallel_matches_one_device():
     assert layout["shard_map_largest_all_reduce"] <= 1024
     # With the factorized path (mpo), the GSPMD-compiled step itself sends
     # only core-sized gradients (the merged sites' block matrices, at most
-    # networks.factorized.MAX_BLOCK_ENTRIES = 4096 numbers, and the bias)
+    # factorized.MAX_BLOCK_ENTRIES = 4096 numbers, and the bias)
     # across devices, not the 1M-entry kernel gradient, and holds no
     # kernel: catches a path that forms the kernel in training.
     assert layout["mpo_largest_all_reduce"] <= 4096

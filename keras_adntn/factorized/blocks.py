@@ -1,4 +1,4 @@
-"""Factorized execution: `x @ W` for a linear generator, W never formed.
+"""FactorizedPlan: `x @ W` for a linear generator, W never formed.
 
 A multilinear generator (`mpo`) is a tensor train over sites of the kernel's
 digits. The product of an input with the kernel it generates can be taken
@@ -7,11 +7,6 @@ site by site, as the tensor-train layers of Novikov et al. (2015) do:
 matmul plus the kernel's generation. No kernel-sized tensor exists on that
 path, forward or backward, so the gradients that leave a layer (and cross
 devices in data parallel training) are core-sized.
-
-A tree (`ttn`) is nonlinear up to its last level, which is linear: its
-`HeadedPlan` forms the tree up to part of that level (the *head*, far
-smaller than the kernel) and takes the rest of the level as the chain's
-sites, so the same product applies.
 
 `FactorizedPlan` is the plan of that product, plain data computed once per
 layer and input row count: consecutive sites are merged into *blocks* (the
@@ -39,28 +34,12 @@ choose per call shape between this path and generate-then-multiply, and an
 export the plan of least memory.
 """
 
-import math
 from dataclasses import dataclass
 
-import numpy as np
+from keras_adntn.factorized.cost import MAX_BLOCK_ENTRIES
+from keras_adntn.factorized.cost import matmul_seconds
+from keras_adntn.factorized.cost import move_seconds
 
-from keras_adntn.networks.executors import NumpyOps
-
-# Cost model of this 2-core CPU class of machine (seconds): a matmul runs
-# at `_FLOPS` when it is large and square enough, a memory pass at `_BYTES`
-# per second, and every op has a fixed overhead. Only the ratio of the two
-# paths matters (benchmarks/bench_factorized.py checks the choice).
-_FLOPS = 6.0e10
-_BYTES = 6.0e9
-_OP = 4.0e-6
-# the largest block matrix (in digits * b_right) x (out digits * b_left)
-MAX_BLOCK_ENTRIES = 4096
-# the largest bond between a tree's formed head and the cores after it
-MAX_HEAD_BOND = 64
-# the largest block matrix an export writes to the file (flash), in numbers
-MAX_DEVICE_BLOCK_ENTRIES = 1024
-# the name of a tree's head site (`HeadedPlan`; no core has it)
-HEAD = "factorized_head"
 # from the last block to the first, or from the first to the last
 DIRECTIONS = ("right", "left")
 # what the block choice minimizes: modeled seconds, or the largest live
@@ -98,24 +77,6 @@ class Block:
     @property
     def entries(self) -> int:
         return self.k_in * self.b_right * self.k_out * self.b_left
-
-
-def _matmul_seconds(m, k, n):
-    flops = 2.0 * m * k * n
-    # small inner or outer sizes do not reach the machine's peak
-    efficiency = min(1.0, k / 64.0) * min(1.0, n / 64.0)
-    compute = flops / (_FLOPS * max(efficiency, 1.0 / 64.0))
-    memory = 4.0 * (m * k + m * n + k * n) / _BYTES
-    return max(compute, memory) + _OP
-
-
-def _move_seconds(entries):
-    return 8.0 * entries / _BYTES + _OP
-
-
-def move_seconds(entries) -> float:
-    """Modeled seconds of one pass over `entries` float32 numbers."""
-    return _move_seconds(entries)
 
 
 class FactorizedPlan:
@@ -305,9 +266,9 @@ class FactorizedPlan:
             k, n = block.k_in * block.b_left, block.k_out * block.b_right
             moved = entering
         g = 1 if first else self.groups
-        seconds = _matmul_seconds(g * entering // k, k, n)
+        seconds = matmul_seconds(g * entering // k, k, n)
         if transposed or self.direction == "right":  # (as first modeled)
-            seconds += _move_seconds(g * moved)
+            seconds += move_seconds(g * moved)
         return seconds * (self.groups if g == 1 else 1)
 
     def _block_peak(self, block, first_unit, rows):
@@ -336,7 +297,7 @@ class FactorizedPlan:
             self._block_seconds(b, j, rows) for b, j in self._positions(blocks)
         )
         if self.in_size > self.in_dim:
-            seconds += _move_seconds(rows * self.in_size)
+            seconds += move_seconds(rows * self.in_size)
         return seconds
 
     def peak_entries(self, rows=None) -> int:
@@ -354,11 +315,11 @@ class FactorizedPlan:
         seconds, made = 0.0, 1
         for _, leaves, b_left, b_right in self.units:
             q = self.radix ** len(leaves)
-            seconds += _matmul_seconds(g * made, b_left, q * b_right)
+            seconds += matmul_seconds(g * made, b_left, q * b_right)
             made *= q
         size = g * self.in_size * self.out_size
-        seconds += 2.0 * _move_seconds(size)  # leaf order -> matrix, crop
-        return seconds + _matmul_seconds(rows, self.in_dim, g * self.out_dim)
+        seconds += 2.0 * move_seconds(size)  # leaf order -> matrix, crop
+        return seconds + matmul_seconds(rows, self.in_dim, g * self.out_dim)
 
     # -- execution -------------------------------------------------------------
     def block_matrices(self, cores, xp):
@@ -484,99 +445,3 @@ class FactorizedPlan:
             state = xp.reshape(state, (-1, g, self.out_size, a))
             state = xp.crop_axis(state, self.out_dim, 2)
         return xp.reshape(state, (-1, g * self.out_dim * a))
-
-
-class HeadedPlan(FactorizedPlan):
-    """A `FactorizedPlan` whose first site is a formed *head*: a tree's
-    state after the first `head_steps` contractions of its last level
-    (linear: no activation follows it), the level's other cores being the
-    chain's next sites (`TTN.factorized_plan`). The head holds far fewer
-    numbers than the kernel and is a block of its own; the cost model
-    counts forming it.
-
-    Args:
-        *args, **kwargs: those of `FactorizedPlan` (the head is its first
-            site, `(1, radix**leaves, bond)`).
-        head_steps: the contractions of the last level made into the head.
-        head_seconds: modeled seconds of forming the head.
-        generation_seconds: modeled seconds of generating the whole kernel
-            (leaf order to matrix included).
-    """
-
-    def __init__(
-        self, *args, head_steps, head_seconds, generation_seconds, **kwargs
-    ):
-        if kwargs.get("direction", "right") != "right":
-            raise ValueError("a head is applied last: direction='right'.")
-        super().__init__(*args, **kwargs)
-        self.head_steps = int(head_steps)
-        self.head_seconds = float(head_seconds)
-        self.generation_seconds = float(generation_seconds)
-
-    def _block_end(self, first, n):
-        return 1 if first == 0 else n  # the head is a block of its own
-
-    def block_matrices(self, cores, xp):
-        """As `FactorizedPlan.block_matrices`; the head (`cores[HEAD]`) is
-        given as its block matrix `(G, k_in * bond, k_out)`."""
-        rest = [self._block_matrix(b, cores, xp) for b in self.blocks[1:]]
-        return [cores[HEAD], *rest]
-
-    def factorized_seconds(self, rows) -> float:
-        """Modeled seconds of forming the head and applying the plan."""
-        return super().factorized_seconds(rows) + self.head_seconds
-
-    def generated_seconds(self, rows) -> float:
-        """Modeled seconds of generating the kernel and multiplying."""
-        rows = max(int(rows), 1)
-        out = self.groups * self.out_dim
-        return self.generation_seconds + _matmul_seconds(rows, self.in_dim, out)
-
-
-def least_memory(plans):
-    """The plan of `plans` with the smallest `peak_entries` (then the
-    least modeled seconds)."""
-    return min(
-        plans, key=lambda p: (p.peak_entries(), p.factorized_seconds(p.rows))
-    )
-
-
-def device_plan(network, in_dim, out_dim, rows, directions=None, **kwargs):
-    """The plan an export writes for `network` (`factorized_plan`): blocks
-    capped at `MAX_DEVICE_BLOCK_ENTRIES` (flash), chosen for the least
-    memory live at once (the arena), in the better of `directions`
-    (default: all the network can run). `kwargs`: the rest of
-    `factorized_plan`'s arguments."""
-    directions = directions or network.factorized_directions
-    return least_memory(
-        [
-            network.factorized_plan(
-                in_dim,
-                out_dim,
-                rows=rows,
-                max_block_entries=MAX_DEVICE_BLOCK_ENTRIES,
-                objective="memory",
-                direction=direction,
-                **kwargs,
-            )
-            for direction in directions
-        ]
-    )
-
-
-def numpy_apply(plan, x, cores):
-    """`FactorizedPlan.apply` in float64 NumPy (tests, exports)."""
-    xp = NumpyOps()
-    cores = {k: np.asarray(v, np.float64) for k, v in cores.items()}
-    return plan.apply(
-        np.asarray(x, np.float64), plan.block_matrices(cores, xp), xp
-    )
-
-
-def rows_of(shape, default=128) -> int:
-    """Rows of an input of `shape` (its leading axes), `default` where one
-    is unknown."""
-    known = [d for d in shape[:-1] if d is not None]
-    if len(known) < len(shape) - 1:
-        return default * math.prod(known) if known else default
-    return math.prod(known) if known else 1

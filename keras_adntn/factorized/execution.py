@@ -1,12 +1,17 @@
 """FactorizedExecution: a generated kernel's product, the kernel never formed.
 
-Where a `GeneratedKernel`'s generator is linear in its cores (`mpo`, paired
-mode order), `x @ kernel` and a 2-D convolution with the kernel can be taken
-from the cores (`networks.factorized.FactorizedPlan`). This module decides
-whether that is possible (`reason`), whether it is the faster path for a
-call shape (`path`, the cost model of the plan), and runs it (`matmul`,
-`conv`). `GeneratedKernel` owns one and delegates to it; the layers and the
-export call the kernel.
+Where a `GeneratedKernel`'s generator is in the table (`table.reason` is
+None: `mpo`, or a `ttn` with a paired mode order), `x @ kernel` and a 2-D
+convolution with the kernel can be taken from the cores
+(`FactorizedPlan`). This module says whether that is possible
+(`reason`), whether it is the faster for a call shape (`wins`, the cost
+model of the plan), and runs it (`matmul`, `conv`).
+
+The device is explicit: every method that depends on it takes `read`.
+None is the host (Keras tensors of the variables, the plan of least
+modeled time); a callable `read(variable) -> np.ndarray` is an export
+trace contracting on the device (the plans of `device_plan`, block
+matrices made in NumPy from `read` and stored as float32 constants).
 """
 
 import math
@@ -14,27 +19,11 @@ import math
 import numpy as np
 from keras import ops
 
-from keras_adntn.kernels.generator_spec import GeneratorSpec
+from keras_adntn.factorized import table
+from keras_adntn.factorized.cost import move_seconds
+from keras_adntn.factorized.cost import rows_of
+from keras_adntn.factorized.device import device_plan
 from keras_adntn.networks import executors
-from keras_adntn.networks import factorized
-
-
-def spec_factorized_reason(spec: GeneratorSpec):
-    """Why no kernel made from `spec` can be contracted with an input
-    without forming it (a sentence), or None."""
-    if not spec.network_class().factorizable:
-        return (
-            f"network={spec.network!r} is nonlinear up to its last "
-            "contraction, so its kernel must be formed; network='mpo' "
-            "(linear) and 'ttn' (linear last level) contract the input "
-            "with the cores"
-        )
-    if spec.mode_order != "paired":
-        return (
-            "mode_order='flat' mixes the kernel's input and output digits; "
-            "use mode_order='paired'"
-        )
-    return None
 
 
 def factorized_error(reason: str) -> ValueError:
@@ -63,7 +52,9 @@ class FactorizedExecution:
         """Why `x @ kernel` cannot be taken from the cores without forming
         the kernel (a sentence), or None where it can."""
         kernel = self.kernel
-        reason = spec_factorized_reason(kernel.spec)
+        reason = table.class_reason(
+            kernel.spec.network_class(), kernel.spec.mode_order
+        )
         if reason is not None:
             return reason
         if len(kernel.dims) not in (2, 4):
@@ -71,10 +62,10 @@ class FactorizedExecution:
                 f"a kernel of rank {len(kernel.dims)} is neither a matrix "
                 "nor a 2-D convolution"
             )
-        reason = kernel.network.factorized_reason()
+        reason = table.reason(kernel.network)
         if reason is not None:
             return reason
-        if len(kernel.dims) == 4 and not kernel.network.factorized_on_device:
+        if len(kernel.dims) == 4 and not table.on_device(kernel.network):
             return (
                 f"a {kernel.spec.network!r} convolution kernel is formed "
                 "(its factorized path is for matrices: TNDense and the "
@@ -89,13 +80,6 @@ class FactorizedExecution:
             )
         return None
 
-    def check(self) -> None:
-        """Raises the error of `execution="factorized"` where `reason`
-        holds."""
-        reason = self.reason()
-        if reason is not None:
-            raise factorized_error(reason)
-
     def _spatial_leaves(self) -> int:
         """Leaves of a conv kernel's spatial digits (they come first)."""
         return sum(self.kernel.tensorization.digits[:-2])
@@ -103,30 +87,30 @@ class FactorizedExecution:
     def _spatial_sites(self):
         """The MPO sites holding exactly a conv kernel's spatial digits
         (None where a site mixes spatial and channel digits)."""
-        return self.kernel.network.lead_sites(self._spatial_leaves())
+        return table.lead_sites(self.kernel.network, self._spatial_leaves())
 
     def plan(self, rows=None, in_dim=None, direction=None, read=None):
-        """The `networks.factorized.FactorizedPlan` for `rows` input rows
-        of `in_dim` features (default: the kernel's rows); for a conv
-        kernel, the plan of its channel sites (input channels to output
-        channels, with the bond to the spatial sites, in `conv`'s
-        direction). One per call shape, computed once.
+        """The `FactorizedPlan` for `rows` input rows of `in_dim` features
+        (default: the kernel's rows); for a conv kernel, the plan of its
+        channel sites (input channels to output channels, with the bond
+        to the spatial sites, in `conv`'s direction). One per call shape,
+        computed once.
 
-        With `read` (an export contracting on the device: `variable ->
-        its value`) the blocks are capped at `MAX_DEVICE_BLOCK_ENTRIES`
-        (flash) and chosen for the least memory live at once (the arena),
-        in the better of the two directions."""
+        With `read` (an export trace contracting on the device) the blocks
+        are capped at `MAX_DEVICE_BLOCK_ENTRIES` (flash) and chosen for the
+        least memory live at once (the arena), in the better of the two
+        directions (`direction`: that one only)."""
         dims = self.kernel.dims
         in_dim = dims[-2] if in_dim is None else int(in_dim)
         device = read is not None
         if len(dims) > 2:
-            direction = self._conv_direction(device)
+            direction = self._conv_direction(read)
         key = (128 if rows is None else int(rows), in_dim, direction, device)
         if key not in self._plans:
             first = 0 if len(dims) == 2 else len(self._spatial_sites())
             network = self.kernel.network
             if device:
-                plan = factorized.device_plan(
+                plan = device_plan(
                     network,
                     in_dim,
                     dims[-1],
@@ -135,7 +119,8 @@ class FactorizedExecution:
                     first_site=first,
                 )
             else:
-                plan = network.factorized_plan(
+                plan = table.plan(
+                    network,
                     in_dim,
                     dims[-1],
                     rows=key[0],
@@ -145,24 +130,24 @@ class FactorizedExecution:
             self._plans[key] = plan
         return self._plans[key]
 
-    def _conv_direction(self, device: bool) -> str:
-        """A conv kernel's order. In Keras the channel sites come first
-        (`"right"`: a depthwise conv with a channel multiplier, the other
-        order, made the train step 6x slower on XLA CPU). On the device
-        (an export's `device_contraction`), whichever order holds the
+    def _conv_direction(self, read=None) -> str:
+        """A conv kernel's order. In Keras (`read` None) the channel sites
+        come first (`"right"`: a depthwise conv with a channel multiplier,
+        the other order, made the train step 6x slower on XLA CPU). On the
+        device (`read` given: an export trace), whichever order holds the
         smaller state per pixel: the spatial factor first (`"left"`: a
         depthwise conv of the input, `bond x groups x c_in` channels,
         then the channel sites) where the input has fewer channels than
         the output, else the channel sites first (`bond x filters`)."""
-        if not device:
+        if read is None:
             return "right"
         c_in, out = self.kernel.dims[-2:]
         g = self.kernel.spec.generator_groups
         return "left" if c_in < g * out else "right"
 
     def wins(self, rows) -> bool:
-        """The cost model: contracting beats generating for `rows`
-        input rows (pixels, for a conv kernel)."""
+        """The cost model (on the host): contracting beats generating for
+        `rows` input rows (pixels, for a conv kernel)."""
         dims = self.kernel.dims
         plan = self.plan(rows)
         if len(dims) == 2:
@@ -172,11 +157,11 @@ class FactorizedExecution:
         # generating the kernel and a conv (im2col-sized matmul)
         taps = math.prod(dims[:-2])
         g, out = self.kernel.spec.generator_groups, dims[-1]
-        fac = plan.factorized_seconds(rows) + factorized.move_seconds(
+        fac = plan.factorized_seconds(rows) + move_seconds(
             rows * g * out * plan.lead_bond * taps
         )
-        whole = self.kernel.network.factorized_plan(
-            math.prod(dims[:-1]), dims[-1], rows=rows
+        whole = table.plan(
+            self.kernel.network, math.prod(dims[:-1]), dims[-1], rows=rows
         )
         return fac < whole.generated_seconds(rows)
 
@@ -184,14 +169,13 @@ class FactorizedExecution:
         """`x @ kernel` (float32, `(..., rows)` -> `(..., columns)`) taken
         from the cores: the kernel is never formed. `part`: the name of a
         part of a joint kernel (its rows and columns only). Not with
-        `kernel_quantization="int8"` (QAT rounds the formed kernel:
-        `path` then says `"generated"`)."""
+        `kernel_quantization="int8"` (QAT rounds the formed kernel, so
+        that kernel is formed). `read`: see `plan`."""
         kernel = self.kernel
         x = ops.cast(x, "float32")
         rank = len(x.shape)
         in_dim = int(x.shape[-1])
-        rows = factorized.rows_of(tuple(x.shape))
-        plan = self.plan(rows, in_dim, read=read)
+        plan = self.plan(rows_of(tuple(x.shape)), in_dim, read=read)
         flat = x if rank == 2 else ops.reshape(x, (-1, in_dim))
         name = kernel.key if part is None else part
         g = kernel.spec.generator_groups
@@ -218,13 +202,12 @@ class FactorizedExecution:
         factor `(kh, kw, a)` and a sum over `a`. Spatial factor first
         (`"left"`): a depthwise convolution of the input with it (channel
         multiplier `groups * a`), then the channel sites contract every
-        pixel's `(c_in, a)`."""
+        pixel's `(c_in, a)`. `read`: see `plan`."""
         kernel = self.kernel
         x = ops.cast(x, "float32")
         kh, kw, c_in, out = kernel.dims
         g = kernel.spec.generator_groups
-        rows = factorized.rows_of(tuple(x.shape))
-        plan = self.plan(rows, c_in, read=read)
+        plan = self.plan(rows_of(tuple(x.shape)), c_in, read=read)
         a = plan.lead_bond
         cores, matrices = self.block_matrices(plan, read)
         spatial = self._spatial_factor(cores)  # (kh, kw, G, a)
@@ -282,19 +265,24 @@ class FactorizedExecution:
         return ops.transpose(spatial, (1, 2, 0, 3))
 
     def block_matrices(self, plan, read=None):
-        """`(cores, plan's block matrices)`: tensors of the variables, or,
-        with `read` (an export contracting on the device), float32
-        constants of their current values (what the device stores)."""
-        network = self.kernel.network
+        """`(cores, plan's block matrices)`: tensors of the variables
+        (`read` None), or float32 constants of their values as
+        `read(variable)` gives them (what the device stores; made in
+        float64 NumPy)."""
         if read is None:
-            cores = network.factorized_cores(plan)
+            cores = table.cores(self.kernel.network, plan)
             return cores, plan.block_matrices(cores, executors.KerasOps())
-        constants = executors.NumpyOps()
-        constants.convert = lambda v: np.asarray(read(v), dtype=np.float64)
-        cores = network.factorized_cores(plan, constants)
+        cores, matrices = self.constant_blocks(plan, read)
+        return cores, [ops.convert_to_tensor(m) for m in matrices]
+
+    def constant_blocks(self, plan, read):
+        """`(cores, plan's block matrices)` as float32 NumPy arrays of the
+        values `read(variable)` gives (made in float64): what the device
+        stores, the one place an export's contraction is made."""
+        cores = table.cores(self.kernel.network, plan, _reading_ops(read))
         matrices = plan.block_matrices(cores, executors.NumpyOps())
         cores = {k: np.asarray(v, "float32") for k, v in cores.items()}
-        return cores, [ops.convert_to_tensor(np.float32(m)) for m in matrices]
+        return cores, [np.asarray(m, np.float32) for m in matrices]
 
     def _part_columns(self, name):
         """`(start column within a group, index, columns)` of a part."""
@@ -305,3 +293,10 @@ class FactorizedExecution:
                 return start, i, p[2]
             start += p[2] // g
         raise KeyError(name)
+
+
+def _reading_ops(read):
+    """A `NumpyOps` converting variables through `read` (float64)."""
+    xp = executors.NumpyOps()
+    xp.convert = lambda v: np.asarray(read(v), dtype=np.float64)
+    return xp
