@@ -82,7 +82,18 @@ def _parser() -> argparse.ArgumentParser:
         description="Keras layers with tensor-network-generated weights.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser(
+    _add_demo(sub)
+    _add_summary(sub)
+    _add_export(sub)
+    _add_compress(sub)
+    for command in sub.choices.values():
+        _add_verbosity_flags(command)
+    return parser
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    """The `demo` subcommand and its options."""
+    command = sub.add_parser(
         "demo",
         help="dense vs generated layers against honest controls",
         description="Trains the layer under test dense, generated, frozen "
@@ -91,27 +102,35 @@ def _parser() -> argparse.ArgumentParser:
         "prints both tables with a verdict, exports the image model to "
         "LiteRT and writes a plot.",
     )
-    run.add_argument(
+    command.add_argument(
         "--epochs",
         type=int,
         default=None,
         help="epochs of every model (default: 12 image task, 30 digits)",
     )
-    run.add_argument(
+    command.add_argument(
         "--width", type=int, default=256, help="digits hidden width"
     )
-    run.add_argument(
+    command.add_argument(
         "--samples",
         type=int,
         default=4000,
         help="training images of the image task",
     )
-    run.add_argument("--out", default="adntn_demo", help="output folder")
-    show = sub.add_parser(
+    command.add_argument("--out", default="adntn_demo", help="output folder")
+
+
+def _add_summary(sub: argparse._SubParsersAction) -> None:
+    """The `summary` subcommand and its argument."""
+    command = sub.add_parser(
         "summary", help="dense vs stored parameters of a .keras model"
     )
-    show.add_argument("model", help="path of a .keras model")
-    export = sub.add_parser(
+    command.add_argument("model", help="path of a .keras model")
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    """The `export` subcommand and its options."""
+    command = sub.add_parser(
         "export",
         help="export a .keras model to LiteRT (TFLite / TFLite Micro)",
         description="Writes a LiteRT flatbuffer, runs it on TensorFlow Lite "
@@ -119,9 +138,9 @@ def _parser() -> argparse.ArgumentParser:
         "it runs with), and prints every deployment mode side by side with "
         "the Dense twin (the cached int8 export).",
     )
-    export.add_argument("model", help="path of a .keras model")
-    export.add_argument("output", help="path of the .tflite file to write")
-    export.add_argument(
+    command.add_argument("model", help="path of a .keras model")
+    command.add_argument("output", help="path of the .tflite file to write")
+    command.add_argument(
         "--mode",
         default="factorized",
         choices=["factorized", "on_the_fly", "cached"],
@@ -132,74 +151,75 @@ def _parser() -> argparse.ArgumentParser:
         "--sram; cached: the generated kernels are stored as ordinary "
         "weights (fastest, as large as the dense model)",
     )
-    export.add_argument(
+    command.add_argument(
         "--sram",
         default=None,
         help="tensor-arena budget, e.g. 256K or 1M (K = 1024 bytes): "
         "on_the_fly exports generate in as many blocks as it takes",
     )
-    export.add_argument(
+    command.add_argument(
         "--quantize",
         default=None,
         choices=["int8", "float16"],
         help="int8 needs --data; on the fly the generators stay float32",
     )
-    export.add_argument(
+    command.add_argument(
         "--data", default=None, help=".npz of calibration inputs (int8)"
     )
-    export.add_argument(
+    command.add_argument(
         "--no-compare",
         action="store_true",
         help="skip the table of every deployment mode",
     )
-    export.add_argument(
+    command.add_argument(
         "--strip-strings",
         action="store_true",
         help="drop tensor names from the file (less flash)",
     )
-    small = sub.add_parser(
+
+
+def _add_compress(sub: argparse._SubParsersAction) -> None:
+    """The `compress` subcommand and its options."""
+    command = sub.add_parser(
         "compress", help="replace the largest layers of a trained model"
     )
-    small.add_argument("model", help="path of a trained .keras model")
-    small.add_argument("data", help=".npz with arrays x, y [x_val, y_val]")
-    small.add_argument("output", help="path of the .keras file to write")
-    small.add_argument(
+    command.add_argument("model", help="path of a trained .keras model")
+    command.add_argument("data", help=".npz with arrays x, y [x_val, y_val]")
+    command.add_argument("output", help="path of the .keras file to write")
+    command.add_argument(
         "--network", default="ttn", help="ttn, attn, mera, brickwall or mpo"
     )
-    small.add_argument(
+    command.add_argument(
         "--bond-dim", type=int, default=None, help="bond dim (default 2)"
     )
-    small.add_argument(
+    command.add_argument(
         "--ratio", type=float, default=None, help="target compression ratio"
     )
-    small.add_argument(
+    command.add_argument(
         "--layers", default=None, help="comma-separated layer names"
     )
-    small.add_argument(
+    command.add_argument(
         "--max-layers", type=int, default=1, help="largest layers to replace"
     )
-    small.add_argument(
+    command.add_argument(
         "--epochs", type=int, default=10, help="distillation epochs"
     )
-    small.add_argument(
+    command.add_argument(
         "--batch-size", type=int, default=64, help="fine-tuning batch size"
     )
-    small.add_argument(
+    command.add_argument(
         "--lr", type=float, default=3e-3, help="fine-tuning learning rate"
     )
-    small.add_argument(
+    command.add_argument(
         "--init",
         default="auto",
         help="auto, activations, reconstruction, svd (mpo) or random",
     )
-    small.add_argument(
+    command.add_argument(
         "--validation",
         default=None,
         help="validation .npz (x, y) or a fraction of the data to hold out",
     )
-    for command in sub.choices.values():
-        _add_verbosity_flags(command)
-    return parser
 
 
 def main(argv=None) -> int:

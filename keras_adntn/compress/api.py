@@ -18,17 +18,10 @@ from collections.abc import Mapping
 
 import keras
 
-from keras_adntn import networks
 from keras_adntn.compress import finetune
 from keras_adntn.compress import graph
-from keras_adntn.compress.checks import TASKS
-from keras_adntn.compress.checks import check_choice
-from keras_adntn.compress.checks import check_int
-from keras_adntn.compress.checks import check_layer_names
-from keras_adntn.compress.checks import check_model
-from keras_adntn.compress.checks import check_number
-from keras_adntn.compress.checks import check_size
-from keras_adntn.compress.checks import resolve_init
+from keras_adntn.compress.checks import CompressArguments
+from keras_adntn.compress.checks import check_arguments
 from keras_adntn.compress.convert import convert_layer
 from keras_adntn.compress.data import check_data
 from keras_adntn.compress.data import one_line
@@ -166,61 +159,88 @@ def compress(
     >>> print(report)  # doctest: +SKIP
     """
     # -- checks: nothing is built or trained before all of them pass
-    check_model(model)
-    networks.get(network)
-    bond_dim, target_ratio = check_size(bond_dim, target_ratio)
-    layers = check_layer_names(model, layers)
-    max_layers = check_int("max_layers", max_layers, 1)
-    min_params = check_int("min_params", min_params, 0)
-    init = resolve_init(init, network, True)
-    reconstruction_steps = check_int(
-        "reconstruction_steps", reconstruction_steps, 0
-    )
-    init_learning_rate = check_number(
-        "init_learning_rate", init_learning_rate, 0.0, low_open=True
-    )
-    epochs = check_int("epochs", epochs, 0)
-    batch_size = check_int("batch_size", batch_size, 1)
-    learning_rate = check_number(
-        "learning_rate", learning_rate, 0.0, low_open=True
-    )
-    temperature = check_number("temperature", temperature, 0.0, low_open=True)
-    alpha = check_number("alpha", alpha, 0.0, 1.0)
-    check_choice("task", task, TASKS)
-    check_choice("verbose", verbose, (0, 1, 2))
-    seed = check_int("seed", seed, 0)
-    x, y, val = check_data(model, data, validation_data, seed)
-    data = predict_and_label(model, x, y, val, task, batch_size)
-    log = _progress(verbose)
-
-    def size(layer):
-        return layer_size(layer, network, bond_dim, target_ratio)
-
-    # 1. select
-    chosen, skipped = select_layers(
+    a = check_arguments(
         model,
+        network,
+        bond_dim,
+        target_ratio,
         layers,
         max_layers,
         min_params,
-        lambda layer: replacement_params(layer, network, size(layer)[0]),
+        init,
+        reconstruction_steps,
+        init_learning_rate,
+        epochs,
+        batch_size,
+        learning_rate,
+        temperature,
+        alpha,
+        task,
+        verbose,
+        seed,
     )
+    x, y, val = check_data(model, data, validation_data, a.seed)
+    data = predict_and_label(model, x, y, val, a.task, a.batch_size)
+    log = _progress(a.verbose)
+    # 1. select
+    chosen, skipped = _select(model, a)
     log(
         f"compress [1/4] select: {[layer.name for layer in chosen] or 'none'}"
-        f" -> network={network!r}"
+        f" -> network={a.network!r}"
     )
     # 2. convert
+    new_layers, rows = _convert_chosen(model, chosen, data, a, log)
+    # 3. clone
+    student = graph.clone_with(model, new_layers)
+    for row in rows:
+        row["error_init"] = layer_output_error(
+            model, student, row["name"], data.vx, a.batch_size
+        )
+    # 4. fine-tune
+    scores = _scores(model, student, data, a.batch_size)
+    tuned = bool(a.epochs and new_layers)
+    tuning = {"epochs_run": 0, "best_epoch": 0, "diverged": None, "note": ""}
+    if tuned:
+        tuning = _fine_tune(model, student, data, a, scores, log)
+    else:
+        log("compress [3/4] fine-tune: skipped (epochs=0)")
+    # 5. evaluate
+    report = evaluate(
+        model, student, chosen, rows, skipped, data, scores, tuning, tuned, log
+    )
+    return student, report
+
+
+def _size(layer, a: CompressArguments) -> tuple:
+    """`(bond dimension, note)` of `layer`'s replacement."""
+    return layer_size(layer, a.network, a.bond_dim, a.target_ratio)
+
+
+def _select(model, a: CompressArguments) -> tuple:
+    """Step 1: `(chosen layers, skipped rows)`."""
+    return select_layers(
+        model,
+        a.layers,
+        a.max_layers,
+        a.min_params,
+        lambda layer: replacement_params(layer, a.network, _size(layer, a)[0]),
+    )
+
+
+def _convert_chosen(model, chosen, data, a: CompressArguments, log) -> tuple:
+    """Step 2 on every chosen layer: `({name: new layer}, report rows)`."""
     new_layers, rows = {}, []
     for k, old in enumerate(chosen):
         result, row = _convert(
             model,
             old,
             data,
-            network,
-            size(old),
-            init,
-            reconstruction_steps,
-            init_learning_rate,
-            seed,
+            a.network,
+            _size(old, a),
+            a.init,
+            a.reconstruction_steps,
+            a.init_learning_rate,
+            a.seed,
             k,
         )
         new_layers[old.name] = result.layer
@@ -230,14 +250,12 @@ def compress(
             f"bond {row['bond_dim']}, {row['ratio']:.1f}x): fit loss "
             f"{_fmt(result.fit_loss)}"
         )
-    # 3. clone
-    student = graph.clone_with(model, new_layers)
-    for row in rows:
-        row["error_init"] = layer_output_error(
-            model, student, row["name"], data.vx, batch_size
-        )
-    # 4. fine-tune
-    scores = {
+    return new_layers, rows
+
+
+def _scores(model, student, data, batch_size) -> dict:
+    """The teacher's and the initialised student's validation scores."""
+    return {
         "teacher": finetune.score(
             model, data.vx, data.vy, data.task, batch_size, data.vpred
         ),
@@ -245,52 +263,38 @@ def compress(
             student, data.vx, data.vy, data.task, batch_size
         ),
     }
-    tuned = bool(epochs and new_layers)
-    tuning = {"epochs_run": 0, "best_epoch": 0, "diverged": None, "note": ""}
-    if tuned:
-        log(
-            f"compress [3/4] fine-tune: {epochs} epochs of distillation, "
-            f"keeping the best on {data.evaluated_on}"
-        )
-        try:
-            tuning = finetune.fine_tune(
-                student,
-                graph.copy_model(model),
-                data.x,
-                data.y,
-                (data.vx, data.vy),
-                data.task,
-                finetune.outputs_probabilities(data.pred),
-                epochs,
-                batch_size,
-                learning_rate,
-                temperature,
-                alpha,
-                scores["student_init"],
-                log=log if verbose == 2 else None,
-            )
-        except Exception as e:
-            raise ValueError(
-                f"`data`: fine-tuning failed ({type(e).__name__}: "
-                f"{one_line(e)})."
-            ) from None
-        tuning.pop("best_score", None)
-    else:
-        log("compress [3/4] fine-tune: skipped (epochs=0)")
-    # 5. evaluate
-    report = evaluate(
-        model,
-        student,
-        chosen,
-        rows,
-        skipped,
-        data,
-        scores,
-        tuning,
-        tuned,
-        log,
+
+
+def _fine_tune(model, student, data, a: CompressArguments, scores, log):
+    """Step 4: distils `model` into `student` in place; the fine-tuning
+    record (backend errors become one-line ValueErrors)."""
+    log(
+        f"compress [3/4] fine-tune: {a.epochs} epochs of distillation, "
+        f"keeping the best on {data.evaluated_on}"
     )
-    return student, report
+    try:
+        tuning = finetune.fine_tune(
+            student,
+            graph.copy_model(model),
+            data.x,
+            data.y,
+            (data.vx, data.vy),
+            data.task,
+            finetune.outputs_probabilities(data.pred),
+            a.epochs,
+            a.batch_size,
+            a.learning_rate,
+            a.temperature,
+            a.alpha,
+            scores["student_init"],
+            log=log if a.verbose == 2 else None,
+        )
+    except Exception as e:
+        raise ValueError(
+            f"`data`: fine-tuning failed ({type(e).__name__}: {one_line(e)})."
+        ) from None
+    tuning.pop("best_score", None)
+    return tuning
 
 
 def _convert(

@@ -5,10 +5,12 @@ trained before they pass.
 """
 
 import math
+from typing import NamedTuple
 
 import keras
 import numpy as np
 
+from keras_adntn import networks
 from keras_adntn.compress import graph
 from keras_adntn.compress.adapters import adapter_for
 from keras_adntn.kernels.generator_spec import check_int
@@ -19,6 +21,8 @@ TASKS = ("auto", "classification", "regression")
 __all__ = [
     "INITS",
     "TASKS",
+    "CompressArguments",
+    "check_arguments",
     "check_choice",
     "check_int",
     "check_layer_names",
@@ -152,3 +156,91 @@ def check_layer_names(model, layers) -> list | None:
                 f"layers."
             )
     return list(dict.fromkeys(layers))
+
+
+class CompressArguments(NamedTuple):
+    """The arguments of `compress` after their checks (`check_arguments`)."""
+
+    network: str
+    bond_dim: int | None
+    target_ratio: float | None
+    layers: list | None
+    max_layers: int
+    min_params: int
+    init: str
+    reconstruction_steps: int
+    init_learning_rate: float
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    temperature: float
+    alpha: float
+    task: str
+    verbose: int
+    seed: int
+
+
+def check_arguments(
+    model: keras.Model,
+    network: str,
+    bond_dim: int | None,
+    target_ratio: float | None,
+    layers: list | None,
+    max_layers: int,
+    min_params: int,
+    init: str,
+    reconstruction_steps: int,
+    init_learning_rate: float,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    temperature: float,
+    alpha: float,
+    task: str,
+    verbose: int,
+    seed: int,
+) -> CompressArguments:
+    """`compress`'s arguments (its data aside), checked in the order of its
+    signature: the ValueError of the first bad one, before any work."""
+    check_model(model)
+    networks.get(network)
+    bond_dim, target_ratio = check_size(bond_dim, target_ratio)
+    layers = check_layer_names(model, layers)
+    max_layers = check_int("max_layers", max_layers, 1)
+    min_params = check_int("min_params", min_params, 0)
+    init = resolve_init(init, network, True)
+    reconstruction_steps = check_int(
+        "reconstruction_steps", reconstruction_steps, 0
+    )
+    init_learning_rate = check_number(
+        "init_learning_rate", init_learning_rate, 0.0, low_open=True
+    )
+    epochs = check_int("epochs", epochs, 0)
+    batch_size = check_int("batch_size", batch_size, 1)
+    learning_rate = check_number(
+        "learning_rate", learning_rate, 0.0, low_open=True
+    )
+    temperature = check_number("temperature", temperature, 0.0, low_open=True)
+    alpha = check_number("alpha", alpha, 0.0, 1.0)
+    check_choice("task", task, TASKS)
+    check_choice("verbose", verbose, (0, 1, 2))
+    seed = check_int("seed", seed, 0)
+    return CompressArguments(
+        network,
+        bond_dim,
+        target_ratio,
+        layers,
+        max_layers,
+        min_params,
+        init,
+        reconstruction_steps,
+        init_learning_rate,
+        epochs,
+        batch_size,
+        learning_rate,
+        temperature,
+        alpha,
+        task,
+        verbose,
+        seed,
+    )

@@ -37,8 +37,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if keras.backend.backend() != "tensorflow":
         parser.error("run with KERAS_BACKEND=tensorflow")
-    import keras_adntn  # noqa: F401  (registers the TN layers)
-
+    # the TN layers are registered: `python -m keras_adntn.export`, as any
+    # import of this module, has imported the `keras_adntn` package first
     model = keras.saving.load_model(args.model, compile=False)
     samples = None
     if args.representative:

@@ -82,20 +82,12 @@ def analyze_flatbuffer(
             if parsed.is_constant(s, t) and b not in seen_buffers:
                 seen_buffers.add(b)
                 stored[op.row] += buffer_bytes(parsed.buffers[b])
-        if op.name not in TFLM_BUILTINS:
-            unsupported.add(op.name)
         rank = max(
             (tensors[s][t].ShapeLength() for t in op.inputs[:2]), default=0
         )
         if op.name == "TRANSPOSE":
             max_transpose_rank = max(max_transpose_rank, rank)
-        if op.name in TFLM_RANK_LIMITS:
-            low, high = TFLM_RANK_LIMITS[op.name]
-            if not low <= rank <= high:
-                rank_issues[f"{op.name} rank {rank}"] += 1
-            if op.name == "TRANSPOSE" and len(op.inputs) > 1:
-                if not parsed.is_constant(s, op.inputs[1]):
-                    rank_issues["TRANSPOSE non-constant perm"] += 1
+        _tflm_issues(parsed, op, rank, unsupported, rank_issues)
         activation_bytes += sum(parsed.nbytes(s, t) for t in op.outputs)
     peak = _main_graph_peak(parsed)
     # every buffer, also those no op reads
@@ -105,6 +97,43 @@ def analyze_flatbuffer(
     unread = total_stored - sum(stored.values())
     if unread > 0:
         stored[METADATA_ROW] += unread
+    rows = _layer_exports(layer_rows, histograms, stored)
+    total_ops = Counter()
+    for h in histograms.values():
+        total_ops.update(h)
+    return dict(
+        stored_bytes=int(total_stored),
+        ops=dict(total_ops),
+        layers=rows,
+        tflm_unsupported=sorted(unsupported),
+        tflm_rank_issues=[f"{k} x{v}" for k, v in sorted(rank_issues.items())],
+        max_transpose_rank=int(max_transpose_rank),
+        activation_bytes=int(activation_bytes),
+        peak_activation_bytes=int(peak),
+        float_ops=dict(float_ops),
+    )
+
+
+def _tflm_issues(
+    parsed: Flatbuffer, op, rank: int, unsupported: set, rank_issues: Counter
+) -> None:
+    """Records in `unsupported` and `rank_issues` what keeps TFLite Micro
+    from running `op`: an operator it lacks, an input `rank` out of its
+    kernel's limits, a transpose permutation that is not a constant."""
+    if op.name not in TFLM_BUILTINS:
+        unsupported.add(op.name)
+    if op.name in TFLM_RANK_LIMITS:
+        low, high = TFLM_RANK_LIMITS[op.name]
+        if not low <= rank <= high:
+            rank_issues[f"{op.name} rank {rank}"] += 1
+        if op.name == "TRANSPOSE" and len(op.inputs) > 1:
+            if not parsed.is_constant(op.subgraph, op.inputs[1]):
+                rank_issues["TRANSPOSE non-constant perm"] += 1
+
+
+def _layer_exports(layer_rows: dict, histograms: dict, stored: Counter) -> list:
+    """The report's rows: one `LayerExport` per layer, then the anchor,
+    other and metadata rows that hold an op or a byte."""
     rows = []
     for name, (cls, params) in layer_rows.items():
         rows.append(
@@ -127,20 +156,7 @@ def analyze_flatbuffer(
                     ops=dict(histograms[name]),
                 )
             )
-    total_ops = Counter()
-    for h in histograms.values():
-        total_ops.update(h)
-    return dict(
-        stored_bytes=int(total_stored),
-        ops=dict(total_ops),
-        layers=rows,
-        tflm_unsupported=sorted(unsupported),
-        tflm_rank_issues=[f"{k} x{v}" for k, v in sorted(rank_issues.items())],
-        max_transpose_rank=int(max_transpose_rank),
-        activation_bytes=int(activation_bytes),
-        peak_activation_bytes=int(peak),
-        float_ops=dict(float_ops),
-    )
+    return rows
 
 
 def _main_graph_peak(parsed):
