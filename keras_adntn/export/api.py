@@ -35,10 +35,14 @@ def export_litert(
             functional), possibly containing TN layers.
         path: where to write the `.tflite` file.
         mode: `"factorized"` (default: as `"on_the_fly"`, except that a
-            `TNDense` with a linear generator (`network="mpo"`) is never
-            generated: its input is contracted with its cores, block by
-            block of sites, as FULLY_CONNECTED ops with core-sized weights;
-            see `keras_adntn.export.contraction`), `"on_the_fly"` (only the
+            kernel that can be taken from its cores is never generated: an
+            mpo `TNDense`, `TNConv2D` or `TNMultiHeadAttention` contracts
+            its input with its cores, block by block of sites, as
+            FULLY_CONNECTED ops with core-sized weights (see
+            `keras_adntn.export.contraction`), and a ttn `TNDense` with a
+            constant head made at export, in input tiles sized for
+            `arena_budget` (64 KB by default; see
+            `keras_adntn.export.headed_contraction`)), `"on_the_fly"` (only the
             generator cores are stored and the kernels are generated on the
             device; each `TNDense` kernel is made and consumed block by
             block, so the tensor arena holds one block at a time) or

@@ -1,6 +1,5 @@
 """GeneratedKernel: a weight made by a tensor network instead of stored."""
 
-import contextlib
 import math
 import weakref
 
@@ -383,16 +382,12 @@ class GeneratedKernel(keras.layers.Layer):
         """`einsum(equation, inputs, kernel or part)` (`Product.project`)."""
         return self._product.project(inputs, equation, part, training)
 
-    @contextlib.contextmanager
-    def sharing(self):
-        """Inside the block, the formed kernels are made once and shared
-        by every product (e.g. the three projections of a joint kernel in
-        one attention call)."""
-        self._product.share(True)
-        try:
-            yield self
-        finally:
-            self._product.share(False)
+    def sharing(self, rows=None, training=None):
+        """A context manager: inside the block every product takes one
+        path and the formed kernels are made once (e.g. the three
+        projections of a joint kernel in one attention call); with `rows`
+        (input rows) both are settled on entry (`Product.sharing`)."""
+        return self._product.sharing(rows, training)
 
     def formed_reason(self):
         """Why the products need the formed kernel (a sentence), or None

@@ -23,6 +23,7 @@ int8 quantisation-aware training. The export's state is read here and
 nowhere else (`device_context.current`).
 """
 
+import contextlib
 import math
 
 from keras import ops
@@ -94,7 +95,16 @@ class Product:
     # -- the one decision --------------------------------------------------
     def path(self, rows, training=None, context=None) -> str:
         """How a product with `rows` input rows is computed now: one of
-        `PATHS` (`"schedule"` only inside an export's trace)."""
+        `PATHS` (`"schedule"` only inside an export's trace). Inside a
+        `sharing` block, the block's first decision."""
+        if self._shared is not None and "path" in self._shared:
+            return self._shared["path"]
+        path = self._decide(rows, training, context)
+        if self._shared is not None:
+            self._shared["path"] = path
+        return path
+
+    def _decide(self, rows, training, context) -> str:
         kernel = self.kernel
         if context is not None and context.product_of(kernel.owner()):
             return "schedule"
@@ -182,9 +192,8 @@ class Product:
         """`{name: float32 kernel}`: cached or generated now (with the
         export's executor inside a trace), once per `sharing` block; the
         `kernel_regularizer` penalty added as the kernel's loss."""
-        key = bool(training)
-        if self._shared is not None and key in self._shared:
-            return self._shared[key]
+        if self._shared is not None and "formed" in self._shared:
+            return self._shared["formed"]
         kernel = self.kernel
         if context is not None:
             made = kernel.generate(context.make_ops(), export=True)
@@ -194,13 +203,31 @@ class Product:
             for weight in made.values():
                 kernel.add_loss(kernel.kernel_regularizer(weight))
         if self._shared is not None:
-            self._shared[key] = made
+            self._shared["formed"] = made
         return made
 
-    def share(self, on: bool) -> None:
-        """Starts (`on`) or ends a block in which the formed kernels are
-        made once (`GeneratedKernel.sharing`)."""
-        self._shared = {} if on else None
+    @contextlib.contextmanager
+    def sharing(self, rows=None, training=None):
+        """A block in which the path is decided once and the formed
+        kernels are made once (a Python memo, cleared on exit: nothing
+        leaks across traces; a nested block is part of the outer one).
+        With `rows`, both happen on entry (so the kernels are made before
+        the products that use them, in the order the blocks open)."""
+        if self._shared is not None:
+            yield
+            return
+        self._shared = {}
+        try:
+            if rows is not None:
+                context = device_context.current()
+                if self.path(rows, training, context) not in (
+                    "schedule",
+                    "factorized",
+                ):
+                    self.formed(training, context)
+            yield
+        finally:
+            self._shared = None
 
 
 def _read(context):

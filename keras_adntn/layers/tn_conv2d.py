@@ -116,15 +116,18 @@ class TNConv2D(GeneratorLayer):
             `network="mpo"` with `mode_order="paired"`, a cost model picks
             per call shape between contracting the input with the cores,
             never forming the kernel, and generating the kernel; other
-            networks generate it), `"factorized"` (always contract:
-            `network="mpo"` only, without `kernel_regularizer` or
-            `kernel_constraint`, which need the formed kernel; ValueError
-            otherwise), `"on_the_fly"` (generate the kernel in every call)
-            or `"cached"` (training calls as `"auto"`, inference calls reuse
-            a copy of the kernel regenerated whenever the cores changed;
-            the copy costs the memory of the Conv2D kernel but is not a weight:
-            not counted, not saved). `execution_paths(rows)` says which
-            path each kernel takes; the paths agree to float rounding.
+            networks, a ttn included, generate it), `"factorized"`
+            (always contract: `network="mpo"` with `channels_last`,
+            `groups=1` and an even number of spatial digits, without
+            `kernel_regularizer`, `kernel_constraint` or
+            `kernel_quantization`, which need the formed kernel;
+            ValueError otherwise), `"on_the_fly"` (generate the kernel in
+            every call) or `"cached"` (training calls as `"auto"`,
+            inference calls reuse a copy of the kernel regenerated
+            whenever the cores changed; the copy costs the memory of the
+            Conv2D kernel but is not a weight: not counted, not saved).
+            `execution_paths(rows)` says which path each kernel takes;
+            the paths agree to float rounding.
             `kernel_quantization="int8"` forms the kernel on every path.
         kernel_quantization: None (default) or `"int8"`: fake-quantise the
             generated kernel per output channel (quantisation-aware

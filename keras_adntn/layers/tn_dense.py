@@ -75,14 +75,18 @@ class TNDense(GeneratorLayer):
         bias_regularizer: regularizer of the bias.
         bias_constraint: constraint of the bias.
         core_regularizer: regularizer applied to every generator core.
-        execution: `"auto"` (default: where the generator is linear,
-            `network="mpo"` with `mode_order="paired"`, a cost model picks
+        execution: `"auto"` (default: where the kernel can be taken from
+            the cores, `network="mpo"` (linear) or `"ttn"` (linear last
+            level: a head is formed, then contracted with the level's
+            other cores) with `mode_order="paired"`, a cost model picks
             per call shape between contracting the input with the cores,
-            never forming the kernel, and generating the kernel; other
-            networks generate it), `"factorized"` (always contract:
-            `network="mpo"` only, without `kernel_regularizer` or
-            `kernel_constraint`, which need the formed kernel; ValueError
-            otherwise), `"on_the_fly"` (generate the kernel in every call)
+            never forming the kernel, and generating the kernel; `attn`,
+            `mera` and `brickwall` generate it), `"factorized"` (always
+            contract: `"mpo"` or `"ttn"` only, without
+            `kernel_regularizer`, `kernel_constraint` or
+            `kernel_quantization`, which need the formed kernel;
+            ValueError otherwise), `"on_the_fly"` (generate the kernel in
+            every call)
             or `"cached"` (training calls as `"auto"`, inference calls reuse
             a copy of the kernel regenerated whenever the cores changed;
             the copy costs the memory of the Dense kernel but is not a weight:
