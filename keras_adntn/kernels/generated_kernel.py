@@ -8,6 +8,7 @@ import numpy as np
 from keras import ops
 
 from keras_adntn.kernels import calibration
+from keras_adntn.kernels import kernel_products
 from keras_adntn.kernels import kernel_quantization as kq
 from keras_adntn.kernels.factorized_execution import FactorizedExecution
 from keras_adntn.kernels.generator_spec import GeneratorSpec
@@ -317,8 +318,20 @@ class GeneratedKernel(keras.layers.Layer):
         )
 
     def kernels(self, training=None) -> dict:
-        """The kernels a call multiplies with (cached or generated)."""
-        return self._cache.fetch(self.generate, training)
+        """The kernels a call multiplies with (cached or generated; inside
+        `sharing()`, those the block's first call made)."""
+        return kernel_products.shared_kernels(self, training)
+
+    # -- products (provisional: replaced at merge) --
+    def sharing(self):
+        """Generate once: inside `with kernel.sharing():` every `project`
+        or `kernels()` call reuses what the block's first call made."""
+        return kernel_products.sharing(self)
+
+    def project(self, inputs, equation: str, part=None, training=None):
+        """`einsum(equation, inputs, W)` in the owner's compute dtype (`W`:
+        the kernel, or its part `part`; see `kernel_products.project`)."""
+        return kernel_products.project(self, inputs, equation, part, training)
 
     # -- factorized execution (`FactorizedExecution`) --------------------------
     def factorized_reason(self):
