@@ -269,17 +269,16 @@ class TNMultiHeadAttention(GeneratorLayer, keras.layers.MultiHeadAttention):
             projections[name] = ap.AttentionProjection(
                 self, kernels[name], name, equation, part
             )
-        self._query_dense = projections["query"]
-        self._key_dense = projections["key"]
-        self._value_dense = projections["value"]
+        self._query_dense, self._key_dense, self._value_dense = (
+            projections[name] for name in ("query", "key", "value")
+        )
         self._output_dense = projections["output"]
         self._attention_axes = self._axes
         self._build_attention(len(shapes["query"]) + 1)
 
     def _build_kernels(self, dims) -> dict:
         """The `GeneratedKernel`s, `{projection: kernel}`."""
-        g = self.generator_groups
-        h = self.num_heads
+        g, h = self.generator_groups, self.num_heads
         heads = {"query": self.key_dim, "key": self.key_dim}
         heads["value"] = self.value_dim
         kernels = {}
@@ -320,7 +319,6 @@ class TNMultiHeadAttention(GeneratorLayer, keras.layers.MultiHeadAttention):
         )
         return kernels
 
-    # -- kernels ---------------------------------------------------------------
     @property
     def kernels(self):
         if not self.built:
@@ -351,12 +349,14 @@ class TNMultiHeadAttention(GeneratorLayer, keras.layers.MultiHeadAttention):
 
     # -- call ------------------------------------------------------------------
     @contextlib.contextmanager
-    def _projecting(self, training):
-        """The projections' call state: every kernel generated (at most)
-        once, and the `training` flag they pass on."""
+    def _projecting(self, training, shape):
+        """The projections' call state: `training`, and every kernel made
+        once (first, as earlier releases did: exports stay the same)."""
         with contextlib.ExitStack() as stack:
             for kernel in self.generated_kernels:
                 stack.enter_context(kernel.sharing())
+                if self._kernel_path(kernel, shape, training) != "factorized":
+                    self._regularize(list(kernel.kernels(training).values()))
             object.__setattr__(self, "_call_training", training)
             try:
                 yield
@@ -389,7 +389,7 @@ class TNMultiHeadAttention(GeneratorLayer, keras.layers.MultiHeadAttention):
         scores = return_attention_scores or (
             self.key_dim != self.value_dim and not self._flash_attention
         )
-        with self._projecting(training):
+        with self._projecting(training, query.shape):
             output = super().call(
                 query,
                 value,
