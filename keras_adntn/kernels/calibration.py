@@ -7,9 +7,13 @@ kernel with the same fans.
 
 import math
 
+import numpy as np
 from keras import initializers
+from keras import ops
 
+from keras_adntn.networks import executors
 from keras_adntn.networks import initialization as tn_init
+from keras_adntn.networks.run_plan import run_plan
 
 # The keras initializers whose standard deviation follows from the fans.
 KERNEL_INITIALIZERS = (
@@ -81,3 +85,60 @@ def get_kernel_initializer(identifier):
         ) from None
     kernel_std(initializer, 1, 1)
     return initializer
+
+
+def mixed_std(parts, initializer) -> float:
+    """RMS of the stds `initializer` gives the `(fan_in, fan_out, weight)`
+    parts (a joint kernel calibrated as a whole)."""
+    stds = {(a, b): kernel_std(initializer, a, b) for a, b, _ in parts}
+    if len(stds) == 1:
+        return stds.popitem()[1]
+    total = sum(w for _, _, w in parts)
+    var = sum(w * stds[(a, b)] ** 2 for a, b, w in parts) / total
+    return math.sqrt(var)
+
+
+def part_scale(kernel) -> np.ndarray:
+    """`(groups, parts)` float32 factors giving each part of a joint
+    `GeneratedKernel` (built network, `parts`) its own std."""
+    xp = executors.NumpyOps()
+    cores = {
+        name: xp.convert(ops.convert_to_numpy(v))
+        for name, v in kernel.network._vars.items()
+    }
+    blocks = run_plan(kernel.network.plan, cores, xp)
+    blocks = kernel.tensorization.unfold(blocks, xp)
+    g = kernel.spec.generator_groups
+    scale = np.ones((g, len(kernel.parts)))
+    start = 0
+    for i, (_, rows, cols, _, fan_in, fan_out) in enumerate(kernel.parts):
+        part = blocks[:, :rows, start : start + cols // g]
+        start += cols // g
+        std = part.reshape(g, -1).std(axis=1)
+        wanted = kernel_std(kernel.kernel_initializer, fan_in, fan_out)
+        ok = np.isfinite(std) & (std > 0)
+        scale[:, i] = np.where(ok, wanted / np.where(ok, std, 1.0), 1.0)
+    return scale.astype("float32")
+
+
+def check_orthogonal(kernel) -> None:
+    """`generator_init="orthogonal"` is exact only where the kernel is
+    the whole Kronecker product: nothing cropped, not sliced in parts
+    (ValueError otherwise)."""
+    if kernel.parts is not None:
+        raise ValueError(
+            "`generator_init='orthogonal'` does not apply to a kernel "
+            "made jointly with others (`parts`, e.g. the joint query / "
+            "key / value kernel): slicing a Kronecker product does not "
+            "keep it orthogonal. Use generator_init='calibrated', or "
+            "separate kernels (TNMultiHeadAttention: joint_qkv=False)."
+        )
+    if kernel.tensorization.padding_overhead > 0:
+        raise ValueError(
+            "`generator_init='orthogonal'` needs every axis of the "
+            f"kernel to be a power of `radix` ({kernel.spec.radix}), got "
+            f"{kernel.dims}: cropping the padding of a Kronecker product "
+            "leaves it far from orthogonal (rank deficient). Use "
+            "generator_init='calibrated', or sizes that are powers of "
+            "the radix."
+        )

@@ -19,7 +19,6 @@ from keras_adntn.kernels.products import Product
 from keras_adntn.kernels.products import spec_formed_reason
 from keras_adntn.networks import executors
 from keras_adntn.networks import initialization as tn_init
-from keras_adntn.networks.run_plan import run_plan
 from keras_adntn.tensorize import Tensorization
 
 
@@ -161,7 +160,7 @@ class GeneratedKernel(keras.layers.Layer):
         spec = self.spec
         std = self.target_std
         if self.parts is not None and std is None:
-            std = _mixed_std(
+            std = calibration.mixed_std(
                 [(p[4], p[5], p[2]) for p in self.parts],
                 self.kernel_initializer,
             )
@@ -173,7 +172,7 @@ class GeneratedKernel(keras.layers.Layer):
             self.dims, spec.radix, spec.mode_order
         )
         if spec.generator_init == "orthogonal":
-            self._check_orthogonal()
+            calibration.check_orthogonal(self)
         self.network = spec.network_class()(
             num_modes=self.tensorization.num_modes,
             radix=spec.radix,
@@ -200,7 +199,9 @@ class GeneratedKernel(keras.layers.Layer):
             self.part_scale = self.add_weight(
                 name="part_scale",
                 shape=(spec.generator_groups, len(self.parts)),
-                initializer=tn_init.constant(self._initial_part_scale()),
+                initializer=tn_init.constant(
+                    calibration.part_scale(self)
+                ),
                 trainable=False,
                 autocast=False,
             )
@@ -234,27 +235,6 @@ class GeneratedKernel(keras.layers.Layer):
             if reason is not None:
                 raise factorized.factorized_error(reason)
 
-    def _check_orthogonal(self):
-        """`generator_init="orthogonal"` is exact only where the kernel is
-        the whole Kronecker product: nothing cropped, not sliced in parts."""
-        if self.parts is not None:
-            raise ValueError(
-                "`generator_init='orthogonal'` does not apply to a kernel "
-                "made jointly with others (`parts`, e.g. the joint query / "
-                "key / value kernel): slicing a Kronecker product does not "
-                "keep it orthogonal. Use generator_init='calibrated', or "
-                "separate kernels (TNMultiHeadAttention: joint_qkv=False)."
-            )
-        if self.tensorization.padding_overhead > 0:
-            raise ValueError(
-                "`generator_init='orthogonal'` needs every axis of the "
-                f"kernel to be a power of `radix` ({self.spec.radix}), got "
-                f"{self.dims}: cropping the padding of a Kronecker product "
-                "leaves it far from orthogonal (rank deficient). Use "
-                "generator_init='calibrated', or sizes that are powers of "
-                "the radix."
-            )
-
     def owner(self):
         """The TN layer this kernel belongs to, or None (a method: Keras's
         saving walks public attributes, and would walk back to it)."""
@@ -273,29 +253,6 @@ class GeneratedKernel(keras.layers.Layer):
         self._owner_ref = weakref.ref(layer)
         if getattr(self, "network", None) is not None:
             self.network.set_owner(layer)
-
-    def _initial_part_scale(self):
-        """`(groups, parts)` factors giving each part its own std."""
-        xp = executors.NumpyOps()
-        cores = {
-            name: xp.convert(ops.convert_to_numpy(v))
-            for name, v in self.network._vars.items()
-        }
-        blocks = run_plan(self.network.plan, cores, xp)
-        blocks = self.tensorization.unfold(blocks, xp)
-        g = self.spec.generator_groups
-        scale = np.ones((g, len(self.parts)))
-        start = 0
-        for i, (_, rows, cols, _, fan_in, fan_out) in enumerate(self.parts):
-            part = blocks[:, :rows, start : start + cols // g]
-            start += cols // g
-            std = part.reshape(g, -1).std(axis=1)
-            wanted = calibration.kernel_std(
-                self.kernel_initializer, fan_in, fan_out
-            )
-            ok = np.isfinite(std) & (std > 0)
-            scale[:, i] = np.where(ok, wanted / np.where(ok, std, 1.0), 1.0)
-        return scale.astype("float32")
 
     # -- the kernels -----------------------------------------------------------
     @property
@@ -382,12 +339,13 @@ class GeneratedKernel(keras.layers.Layer):
         """`einsum(equation, inputs, kernel or part)` (`Product.project`)."""
         return self._product.project(inputs, equation, part, training)
 
-    def sharing(self, rows=None, training=None):
+    def sharing(self, shape=None, training=None):
         """A context manager: inside the block every product takes one
         path and the formed kernels are made once (e.g. the three
-        projections of a joint kernel in one attention call); with `rows`
-        (input rows) both are settled on entry (`Product.sharing`)."""
-        return self._product.sharing(rows, training)
+        projections of a joint kernel in one attention call); with the
+        `shape` of the call's input, both are settled on entry (the
+        kernels made first: `Product.sharing`)."""
+        return self._product.sharing(shape, training)
 
     def formed_reason(self):
         """Why the products need the formed kernel (a sentence), or None
@@ -409,11 +367,6 @@ class GeneratedKernel(keras.layers.Layer):
         export: `"factorized"`, `"generated"` or `"cached"`."""
         rows = factorized.rows_of(shape)
         return self._product.path(rows, training)
-
-    def factorized_plan(self, rows=None, in_dim=None):
-        """The `FactorizedPlan` for `rows` input rows of `in_dim`
-        features (see `FactorizedExecution.plan`)."""
-        return self.factorized_execution.plan(rows, in_dim)
 
     def part_shape(self, name) -> tuple:
         """The shape of the kernel (or part) returned under `name`."""
@@ -495,17 +448,3 @@ def _merge(blocks, groups, shape):
         n = len(blocks.shape)
         blocks = ops.transpose(blocks, (*range(1, n - 1), 0, n - 1))
     return ops.reshape(blocks, shape)
-
-
-def _mixed_std(parts, initializer):
-    """RMS of the stds `initializer` gives the `(fan_in, fan_out, weight)`
-    parts."""
-    stds = {
-        (a, b): calibration.kernel_std(initializer, a, b) for a, b, _ in parts
-    }
-    if len(stds) == 1:
-        return stds.popitem()[1]
-    total = sum(w for _, _, w in parts)
-    var = sum(w * stds[(a, b)] ** 2 for a, b, w in parts) / total
-    return math.sqrt(var)
-

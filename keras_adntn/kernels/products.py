@@ -207,20 +207,21 @@ class Product:
         return made
 
     @contextlib.contextmanager
-    def sharing(self, rows=None, training=None):
+    def sharing(self, shape=None, training=None):
         """A block in which the path is decided once and the formed
         kernels are made once (a Python memo, cleared on exit: nothing
         leaks across traces; a nested block is part of the outer one).
-        With `rows`, both happen on entry (so the kernels are made before
-        the products that use them, in the order the blocks open)."""
+        With the `shape` of the call's input, both happen on entry (so
+        the kernels are made before the products that use them, in the
+        order the blocks open)."""
         if self._shared is not None:
             yield
             return
         self._shared = {}
         try:
-            if rows is not None:
+            if shape is not None:
                 context = device_context.current()
-                if self.path(rows, training, context) not in (
+                if self.path(_rows(shape), training, context) not in (
                     "schedule",
                     "factorized",
                 ):

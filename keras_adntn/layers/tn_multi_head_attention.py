@@ -1,30 +1,46 @@
-"""TNMultiHeadAttention: attention whose projections are generated."""
+"""TNMultiHeadAttention: attention whose projections are generated.
+
+Design: the layer subclasses both `GeneratorLayer` (the generator
+arguments, kernels, growth, quantisation, config) and
+`keras.layers.MultiHeadAttention`, whose `call` computes the masks, the
+attention (fused or explicit), softmax and dropout, as keras-hub's
+`CachedMultiHeadAttention` reuses it. The TN layer supplies only the four
+projections Keras calls (`_query_dense`, ..., `_output_dense`): each an
+`AttentionProjection`, `einsum(x, W) + b` with `W` from a
+`GeneratedKernel` (`GeneratedKernel.project` picks the path: factorized,
+cached or generated). `call` wraps Keras's in one `sharing()` block per
+kernel: the joint `[Wq, Wk, Wv]` kernel is generated once per call.
+
+The projections are plain callables, not sublayers: a Keras sublayer
+opens a name scope of its own, which renames every op of the exported
+graph (the LiteRT files would change), and would need the biases it
+adds as its own variables (the weight layout of saved files would
+change). So the biases and `GeneratedKernel`s stay the layer's own, in
+the layout of earlier releases (`.keras` files load unchanged).
+"""
 
 import contextlib
-import functools
 import math
 
 import keras
 from keras import ops
 
 from keras_adntn.kernels.generator_spec import check_int
-from keras_adntn.layers import attention
-from keras_adntn.layers import attention_equations
+from keras_adntn.layers import attention_projection as ap
 from keras_adntn.layers.generator_layer import GeneratorLayer
 from keras_adntn.layers.generator_layer import shared_args
 
-PROJECTIONS = ("query", "key", "value", "output")
-
 
 @keras.saving.register_keras_serializable(package="keras_adntn")
-class TNMultiHeadAttention(GeneratorLayer):
+class TNMultiHeadAttention(GeneratorLayer, keras.layers.MultiHeadAttention):
     """Drop-in for `keras.layers.MultiHeadAttention` with generated weights.
 
     The four projection kernels are not stored: small nonlinear tensor
     networks generate them from their cores, the layer's only trainable
-    weights besides the biases. Attention itself is computed exactly as
-    `keras.layers.MultiHeadAttention` computes it (same einsum equations,
-    masks, softmax, dropout, and the same kernel and bias shapes:
+    weights besides the biases. Attention itself is
+    `keras.layers.MultiHeadAttention`'s own code (this layer subclasses it:
+    same einsum equations, masks, softmax, dropout, and the same kernel and
+    bias shapes:
     query/key `(dim, num_heads, key_dim)`, value `(dim, num_heads,
     value_dim)`, output `(num_heads, value_dim, *output_shape)`).
 
@@ -85,24 +101,12 @@ class TNMultiHeadAttention(GeneratorLayer):
         mode_order: `"paired"` (default) or `"flat"`.
         seed: int seed of the core initialisation (generator `k` uses
             `seed + k`) and of the dropout (None: random).
-        generator_init: `"calibrated"` (default: the SPEC §4 cores,
-            calibrated) or `"orthogonal"` (`network="mpo"` only): the MPO
-            starts at a Kronecker product of Haar-random orthogonal
-            factors, so the kernel is orthogonal up to its calibrated scale
-            (a flat spectrum: a far better layer at initialisation or kept
-            frozen with `trainable=False`, see docs/benchmarks.md). Only
-            where that is exact: every kernel axis a power of `radix`,
-            `mode_order="paired"`, and every MPO site mapping its input
-            digits onto its output digits the same way; elsewhere
-            ValueError (construction or build) says which condition fails.
-            Needs `joint_qkv=False` (slicing the joint kernel into
-            query, key and value would not keep them orthogonal).
-        kernel_initializer: the distribution the generated kernel is
-            calibrated to at build (default `"glorot_uniform"`, as for
-            Dense): its standard deviation is what counts. One of the
-            glorot, he and lecun initializers, `VarianceScaling`, or
-            zero-mean `RandomNormal`, `TruncatedNormal`, `RandomUniform`;
-            others (`zeros`, `orthogonal`, ...) raise ValueError.
+        generator_init: `"calibrated"` (default) or `"orthogonal"`
+            (`network="mpo"` and `joint_qkv=False` only: slicing the joint
+            kernel would not keep it orthogonal; see `TNDense`).
+        kernel_initializer: the distribution each generated kernel is
+            calibrated to at build (default `"glorot_uniform"`; the
+            initializers `TNDense` accepts).
         kernel_regularizer: regularizer of the generated kernel, added as a
             layer loss in every call (in `layer.losses` after a call).
         kernel_constraint: constraint applied to the generated kernel each
@@ -113,21 +117,10 @@ class TNMultiHeadAttention(GeneratorLayer):
         bias_regularizer: regularizer of the biases.
         bias_constraint: constraint of the biases.
         core_regularizer: regularizer applied to every generator core.
-        execution: `"auto"` (default: where the generator is linear,
-            `network="mpo"` with `mode_order="paired"`, a cost model picks
-            per call shape between contracting the input with the cores,
-            never forming the kernel, and generating the kernel; other
-            networks generate it), `"factorized"` (always contract:
-            `network="mpo"` only, without `kernel_regularizer` or
-            `kernel_constraint`, which need the formed kernel; ValueError
-            otherwise), `"on_the_fly"` (generate the kernel in every call)
-            or `"cached"` (training calls as `"auto"`, inference calls reuse
-            a copy of the kernel regenerated whenever the cores changed;
-            the copy costs the memory of the dense projections but is not
-            a weight: not counted, not saved). `execution_paths(rows)` says
-            which path each kernel takes; the paths agree to float
-            rounding.
-            `kernel_quantization="int8"` forms the kernel on every path.
+        execution: `"auto"` (default), `"factorized"`, `"on_the_fly"` or
+            `"cached"`, per kernel as in `TNDense` (`"factorized"`:
+            `network="mpo"` only). `execution_paths(rows)` says which path
+            each kernel takes; the paths agree to float rounding.
         kernel_quantization: None (default) or `"int8"`: fake-quantise the
             generated kernels per output channel (quantisation-aware
             training for an int8 LiteRT export).
@@ -203,83 +196,92 @@ class TNMultiHeadAttention(GeneratorLayer):
         generator_init="calibrated",
         **kwargs,
     ):
-        super().__init__(**shared_args(locals()), **kwargs)
-        self.num_heads = check_int("num_heads", num_heads, 1)
-        self.key_dim = check_int("key_dim", key_dim, 1)
-        self.value_dim = check_int("value_dim", value_dim, 1, allow_none=True)
-        if self.value_dim is None:
-            self.value_dim = self.key_dim
-        if (
-            isinstance(dropout, bool)
-            or not isinstance(dropout, (int, float))
-            or not 0.0 <= dropout < 1.0
-        ):
-            raise ValueError(
-                f"`dropout` must be a float in [0, 1), got {dropout!r}."
-            )
-        self.dropout = float(dropout)
-        output_shape = attention.check_output_shape(output_shape)
-        self._output_shape = output_shape
-        self.attention_axes = attention.check_attention_axes(attention_axes)
+        num_heads = check_int("num_heads", num_heads, 1)
+        key_dim = check_int("key_dim", key_dim, 1)
+        value_dim = check_int("value_dim", value_dim, 1, allow_none=True)
+        output_shape = ap.check_output_shape(output_shape)
+        axes = ap.check_attention_axes(attention_axes)
         if not isinstance(joint_qkv, bool):
             raise ValueError(
                 f"`joint_qkv` must be True or False, got {joint_qkv!r}."
             )
+        super().__init__(
+            **shared_args(locals()),
+            num_heads=num_heads,
+            key_dim=key_dim,
+            value_dim=value_dim,
+            dropout=ap.check_dropout(dropout),
+            use_bias=bool(use_bias),
+            output_shape=output_shape,
+            attention_axes=axes,
+            **kwargs,
+        )
+        self._axes = axes  # as given (Keras resolves `_attention_axes`)
         self.joint_qkv = joint_qkv
-        for label, size in (
-            ("num_heads * key_dim", self.num_heads * self.key_dim),
-            ("num_heads * value_dim", self.num_heads * self.value_dim),
-        ) + (
-            (("the output size", math.prod(output_shape)),)
-            if output_shape
-            else ()
-        ):
-            if size % self.generator_groups:
-                raise ValueError(
-                    f"`generator_groups` must divide {label} ({size}); got "
-                    f"generator_groups={generator_groups}."
-                )
-        self.use_bias = bool(use_bias)
-        self.supports_masking = True
-        self._inverse_sqrt_key_dim = 1.0 / math.sqrt(float(self.key_dim))
+        self._call_training = None
+        self._check_groups("num_heads * key_dim", num_heads * key_dim)
+        self._check_groups("num_heads * value_dim", num_heads * self.value_dim)
+        if output_shape:
+            self._check_groups("the output size", math.prod(output_shape))
+
+    def _check_groups(self, label, size):
+        if size % self.generator_groups:
+            raise ValueError(
+                f"`generator_groups` must divide {label} ({size}); got "
+                f"generator_groups={self.generator_groups}."
+            )
+
+    # `MultiHeadAttention.__init__` sets its dropout seed here: this
+    # layer's is the generator spec's (cores `seed + k`, dropout `seed`)
+    seed = property(lambda self: self.generator_spec.seed, lambda *_: None)
+
+    @property
+    def attention_axes(self):
+        """The `attention_axes` argument, as given (a tuple or None)."""
+        return self._axes
 
     # -- build -----------------------------------------------------------------
     def build(self, query_shape, value_shape, key_shape=None):
-        query_shape, value_shape, key_shape = attention.check_shapes(
-            query_shape, value_shape, key_shape
-        )
-        if len(query_shape) < 3:
-            raise ValueError(
-                f"TNMultiHeadAttention expects inputs of rank >= 3 (batch, "
-                f"attention axes, features); got query_shape={query_shape}."
-            )
-        dims = {}
-        for name, shape in (
-            ("query", query_shape),
-            ("key", key_shape),
-            ("value", value_shape),
-        ):
-            if shape[-1] is None:
-                raise ValueError(
-                    f"TNMultiHeadAttention needs the last dimension of "
-                    f"`{name}` to be known at build time; got {shape}."
-                )
-            dims[name] = int(shape[-1])
+        shapes = ap.check_shapes(query_shape, value_shape, key_shape)
+        dims = {name: int(shape[-1]) for name, shape in shapes.items()}
         out_shape = self._output_shape or (dims["query"],)
-        out_dim = math.prod(out_shape)
-        if out_dim % self.generator_groups:
-            raise ValueError(
-                f"`generator_groups` must divide the output size ({out_dim}); "
-                f"got generator_groups={self.generator_groups}."
-            )
+        self._check_groups("the output size", math.prod(out_shape))
         self._dims = dims
         self._out_shape = tuple(out_shape)
-        g = self.generator_groups
-        h = self.num_heads
-        nq = h * self.key_dim
-        nv = h * self.value_dim
+        kernels = self._build_kernels(dims)
         heads = {"query": self.key_dim, "key": self.key_dim}
         heads["value"] = self.value_dim
+        self._biases, projections = {}, {}
+        for name in ap.PROJECTIONS:
+            shape = (self.num_heads, heads[name]) if name in heads else None
+            free, bound, new = len(shapes.get(name, ())) - 1, 1, 2
+            if name == "output":
+                shape = self._out_shape
+                free, bound = len(shapes["query"]) - 1, 2
+                new = len(self._out_shape)
+            self._biases[name] = (
+                self._add_bias(shape, name=f"{name}_bias")
+                if self.use_bias
+                else None
+            )
+            equation = ap.projection_equation(free, bound, new)
+            part = name if kernels[name].parts else None
+            projections[name] = ap.AttentionProjection(
+                self, kernels[name], name, equation, part
+            )
+        self._query_dense, self._key_dense, self._value_dense = (
+            projections[name] for name in ("query", "key", "value")
+        )
+        self._output_dense = projections["output"]
+        self._attention_axes = self._axes
+        self._build_attention(len(shapes["query"]) + 1)
+
+    def _build_kernels(self, dims) -> dict:
+        """The `GeneratedKernel`s, `{projection: kernel}`."""
+        g, h = self.generator_groups, self.num_heads
+        heads = {"query": self.key_dim, "key": self.key_dim}
+        heads["value"] = self.value_dim
+        kernels = {}
         if self.joint_qkv:
             parts = [
                 (p, dims[p], h * heads[p], (dims[p], h, heads[p]))
@@ -287,13 +289,14 @@ class TNMultiHeadAttention(GeneratorLayer):
                 for p in ("query", "key", "value")
             ]
             self.qkv_kernel = self._add_kernel(
-                (max(dims.values()), (2 * nq + nv) // g),
+                (max(dims.values()), sum(p[2] for p in parts) // g),
                 parts=parts,
                 name="qkv",
             )
+            kernels = dict.fromkeys(("query", "key", "value"), self.qkv_kernel)
         else:
             for k, p in enumerate(("query", "key", "value")):
-                kernel = self._add_kernel(
+                kernels[p] = self._add_kernel(
                     (dims[p], h * heads[p] // g),
                     shape=(dims[p], h, heads[p]),
                     fan_in=dims[p],
@@ -302,8 +305,10 @@ class TNMultiHeadAttention(GeneratorLayer):
                     key=p,
                     name=p,
                 )
-                setattr(self, f"{p}_kernel", kernel)
-        self.output_kernel = self._add_kernel(
+                setattr(self, f"{p}_kernel", kernels[p])
+        nv = h * self.value_dim
+        out_dim = math.prod(self._out_shape)
+        self.output_kernel = kernels["output"] = self._add_kernel(
             (nv, out_dim // g),
             shape=(h, self.value_dim, *self._out_shape),
             fan_in=nv,
@@ -312,46 +317,8 @@ class TNMultiHeadAttention(GeneratorLayer):
             key="output",
             name="output",
         )
-        bias_shapes = {
-            "query": (self.num_heads, self.key_dim),
-            "key": (self.num_heads, self.key_dim),
-            "value": (self.num_heads, self.value_dim),
-            "output": self._out_shape,
-        }
-        self._biases = {}
-        for name in PROJECTIONS:
-            self._biases[name] = (
-                self._add_bias(bias_shapes[name], name=f"{name}_bias")
-                if self.use_bias
-                else None
-            )
-        self._equations = {
-            name: attention_equations.projection_equation(len(shape) - 1, 1, 2)
-            for name, shape in (
-                ("query", query_shape),
-                ("key", key_shape),
-                ("value", value_shape),
-            )
-        }
-        rank = len(query_shape) + 1
-        self._equations["output"] = attention_equations.projection_equation(
-            rank - 2, 2, len(self._out_shape)
-        )
-        axes = attention.attention_axes(self.attention_axes, rank)
-        self._attn_axes = axes
-        dot, combine, scores_rank = attention_equations.attention_equations(
-            rank, axes
-        )
-        self._attention_equations = (dot, combine)
-        norm_axes = tuple(range(scores_rank - len(axes), scores_rank))
-        self._softmax = keras.layers.Softmax(
-            axis=norm_axes, dtype=self.dtype_policy
-        )
-        self._dropout_layer = keras.layers.Dropout(
-            rate=self.dropout, dtype=self.dtype_policy, seed=self.seed
-        )
+        return kernels
 
-    # -- kernels ---------------------------------------------------------------
     @property
     def kernels(self):
         if not self.built:
@@ -360,21 +327,6 @@ class TNMultiHeadAttention(GeneratorLayer):
                 "is built."
             )
         return self._generate()
-
-    def _fetch(self, training):
-        """`{name: function of x}`: each projection taken from its
-        kernel (`GeneratedKernel.project`, which decides the path)."""
-        kernels = {}
-        for kernel in self.generated_kernels:
-            names = [p[0] for p in kernel.parts or [(kernel.key,)]]
-            for name in names:
-                kernels[name] = functools.partial(
-                    kernel.project,
-                    equation=self._equations[name],
-                    part=None if kernel.parts is None else name,
-                    training=training,
-                )
-        return kernels
 
     @property
     def biases(self):
@@ -396,6 +348,19 @@ class TNMultiHeadAttention(GeneratorLayer):
         return count
 
     # -- call ------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _projecting(self, training, shape):
+        """The projections' call state: `training`, and every kernel made
+        once (first, as earlier releases did: exports stay the same)."""
+        with contextlib.ExitStack() as stack:
+            for kernel in self.generated_kernels:
+                stack.enter_context(kernel.sharing(shape, training))
+            object.__setattr__(self, "_call_training", training)
+            try:
+                yield
+            finally:
+                object.__setattr__(self, "_call_training", None)
+
     def call(
         self,
         query,
@@ -409,109 +374,36 @@ class TNMultiHeadAttention(GeneratorLayer):
         training=None,
         use_causal_mask=False,
     ):
-        with contextlib.ExitStack() as stack:
-            for kernel in self.generated_kernels:
-                stack.enter_context(kernel.sharing())
-            output, scores = self._attend(
+        if query_mask is not None:
+            # Keras's `call` reads the query's mask from the tensor only
+            mask = ops.expand_dims(ops.cast(query_mask, "bool"), -1)
+            attention_mask = (
+                mask
+                if attention_mask is None
+                else ops.logical_and(ops.cast(attention_mask, "bool"), mask)
+            )
+        # the fused kernel needs equal query and value head sizes on some
+        # backends (jax): the explicit path computes the same thing
+        scores = return_attention_scores or (
+            self.key_dim != self.value_dim and not self._flash_attention
+        )
+        with self._projecting(training, query.shape):
+            output = super().call(
                 query,
                 value,
                 key,
-                self._fetch(training),
-                self._biases,
-                query_mask=query_mask,
                 value_mask=value_mask,
                 key_mask=key_mask,
                 attention_mask=attention_mask,
-                use_causal_mask=use_causal_mask,
+                return_attention_scores=scores,
                 training=training,
-                return_attention_scores=return_attention_scores,
+                use_causal_mask=use_causal_mask,
             )
-        if return_attention_scores:
-            return output, scores
+        if scores and not return_attention_scores:
+            return output[0]
         return output
 
-    def _attend(
-        self,
-        query,
-        value,
-        key,
-        kernels,
-        biases,
-        query_mask=None,
-        value_mask=None,
-        key_mask=None,
-        attention_mask=None,
-        use_causal_mask=False,
-        training=None,
-        return_attention_scores=False,
-    ):
-        """Attention with explicit projection `kernels` and `biases`.
-
-        `kernels` and `biases` are dicts keyed `"query"`, `"key"`,
-        `"value"`, `"output"`, with the shapes of the `EinsumDense` kernels
-        and biases of `keras.layers.MultiHeadAttention` (`biases` may be
-        None, or hold None values). Returns `(output, scores)`.
-        """
-        if key is None:
-            key = value
-        causal_only = (
-            use_causal_mask
-            and query_mask is None
-            and value_mask is None
-            and key_mask is None
-            and attention_mask is None
-        )
-        if not causal_only:
-            attention_mask = attention.combined_mask(
-                query,
-                value,
-                query_mask,
-                value_mask,
-                key_mask,
-                attention_mask,
-                use_causal_mask,
-            )
-        biases = biases or {}
-        q = self._project("query", query, kernels, biases)
-        k = self._project("key", key, kernels, biases)
-        v = self._project("value", value, kernels, biases)
-        out, scores = attention.attend(
-            q,
-            k,
-            v,
-            attention_mask,
-            scale=self._inverse_sqrt_key_dim,
-            axes=self._attn_axes,
-            equations=self._attention_equations,
-            softmax=self._softmax,
-            dropout=self._dropout_layer if self.dropout > 0.0 else None,
-            training=training,
-            return_attention_scores=return_attention_scores,
-            causal_only=causal_only,
-        )
-        out = self._project("output", out, kernels, biases)
-        return out, scores
-
-    def _project(self, name, x, kernels, biases):
-        kernel = kernels[name]
-        if callable(kernel):  # the layer's own: its kernel's product
-            y = kernel(x)
-        else:
-            kernel = ops.cast(kernel, self.compute_dtype)
-            y = ops.einsum(self._equations[name], x, kernel)
-        if biases.get(name) is not None:
-            y = ops.add(y, ops.cast(biases[name], self.compute_dtype))
-        return y
-
     # -- shapes and config -----------------------------------------------------
-    def compute_output_shape(self, query_shape, value_shape, key_shape=None):
-        query_shape, value_shape, key_shape = attention.check_shapes(
-            query_shape, value_shape, key_shape
-        )
-        if self._output_shape:
-            return query_shape[:-1] + self._output_shape
-        return query_shape
-
     def compute_output_spec(
         self,
         query,
@@ -531,22 +423,16 @@ class TNMultiHeadAttention(GeneratorLayer):
         output = keras.KerasTensor(shape, dtype=self.compute_dtype)
         if not return_attention_scores:
             return output
-        axes = attention.attention_axes(
-            self.attention_axes, len(query.shape) + 1
-        )
-        batch = [
-            query.shape[i] for i in range(len(query.shape) - 1) if i not in axes
-        ]
-        scores = (
-            *batch,
-            self.num_heads,
-            *[query.shape[a] for a in axes],
-            *[value.shape[a] for a in axes],
+        scores = ap.scores_shape(
+            query.shape, value.shape, self._axes, self.num_heads
         )
         return output, keras.KerasTensor(scores, dtype=self.compute_dtype)
 
     def get_config(self):
         config = super().get_config()
+        # `MultiHeadAttention`'s arguments this layer does not take
+        for name in ("use_gate", "sliding_window", "activity_regularizer"):
+            config.pop(name, None)
         config.update(
             {
                 "num_heads": self.num_heads,
@@ -555,7 +441,7 @@ class TNMultiHeadAttention(GeneratorLayer):
                 "dropout": self.dropout,
                 "use_bias": self.use_bias,
                 "output_shape": self._output_shape,
-                "attention_axes": self.attention_axes,
+                "attention_axes": self._axes,
                 "joint_qkv": self.joint_qkv,
             }
         )

@@ -64,7 +64,7 @@ def test_factorized_plan_never_forms_the_kernel():
     # kernel (one block holding every site)
     layer = _pair(4096, "factorized")
     layer.build((None, 4096))
-    plan = layer.generated_kernel.factorized_plan(128)
+    plan = layer.generated_kernel.factorized_execution.plan(128)
     assert len(plan.blocks) >= 2
     largest = max(b.entries for b in plan.blocks)
     assert largest <= factorized.MAX_BLOCK_ENTRIES < 4096 * 4096
@@ -79,7 +79,7 @@ def test_numpy_plan_matches_keras_plan():
     layer = _pair(24, "factorized", generator_groups=2)
     layer.build((None, 40))
     gk = layer.generated_kernel
-    plan = gk.factorized_plan(4)
+    plan = gk.factorized_execution.plan(4)
     x = contract.random_inputs((4, 40))
     cores = {
         k: ops.convert_to_numpy(v) for k, v in gk.network.active_cores().items()
@@ -143,7 +143,7 @@ def test_auto_chooses_factorized_for_a_large_layer():
     assert layer.execution == "auto"
     assert layer.execution_paths(128) == {"generated_kernel": "factorized"}
     assert layer.execution_paths(1) == {"generated_kernel": "factorized"}
-    plan = layer.generated_kernel.factorized_plan(128)
+    plan = layer.generated_kernel.factorized_execution.plan(128)
     assert plan.generated_seconds(128) > 5 * plan.factorized_seconds(128)
     attn = TNDense(4096, network="attn", seed=0)
     attn.build((None, 4096))
@@ -316,7 +316,8 @@ def test_conv_factorized_matches_generated(
             execution=execution,
         )
         outs[execution] = ops.convert_to_numpy(layer(x))
-    assert layer.generated_kernel.factorized_plan(64).direction == order
+    plan = layer.generated_kernel.factorized_execution.plan(64)
+    assert plan.direction == order
     ref = outs["on_the_fly"]
     assert np.abs(outs["factorized"] - ref).max() <= 1e-5 * np.abs(ref).max()
 

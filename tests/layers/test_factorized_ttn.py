@@ -31,7 +31,7 @@ def test_ttn_head_is_far_smaller_than_the_kernel():
     # its head, or a product that differs from x @ kernel
     layer = _ttn(4096, "factorized")
     layer.build((None, 4096))
-    plan = layer.generated_kernel.factorized_plan(128)
+    plan = layer.generated_kernel.factorized_execution.plan(128)
     assert isinstance(plan, factorized.HeadedPlan)
     assert 1 <= plan.head_steps < 12
     assert max(b.entries for b in plan.blocks) <= 4096 * 4096 // 4
@@ -48,7 +48,7 @@ def test_auto_takes_the_tree_contraction_where_it_wins():
     layer = TNDense(4096, network="ttn", seed=0)
     layer.build((None, 4096))
     assert layer.execution_paths(128) == {"generated_kernel": "factorized"}
-    plan = layer.generated_kernel.factorized_plan(128)
+    plan = layer.generated_kernel.factorized_execution.plan(128)
     assert plan.factorized_seconds(128) < plan.generated_seconds(128)
     for network in ("attn", "mera", "brickwall"):
         other = TNDense(256, network=network, seed=0)

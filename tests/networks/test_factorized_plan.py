@@ -148,7 +148,7 @@ def test_conv_order_is_the_smaller_state_on_the_device_only():
         layer = TNConv2D(filters, 3, network="mpo", seed=0)
         layer.build((None, 8, 8, c_in))
         kernel = layer.generated_kernel
-        assert kernel.factorized_plan(64).direction == "right"
+        assert kernel.factorized_execution.plan(64).direction == "right"
         read = ops.convert_to_numpy  # an export contracting on the device
         plan = kernel.factorized_execution.plan(64, read=read)
         assert plan.direction == device_order
