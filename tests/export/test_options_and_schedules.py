@@ -79,3 +79,52 @@ def test_dense_and_conv_share_the_budget_rule(budget):
     # unrolled conv blocks: no loop carries anything
     tiling = ConvTiling(conv.layers[0], 1)
     assert tiling.estimated_arena(8) == 16 * tiling.block_entries
+
+
+def test_schedules_keep_one_contract():
+    # catches: the budget search building a schedule with another
+    # schedule's arguments (`with_fixed` calling `type(self)(layer, fixed)`
+    # on a schedule that takes a batch size), a contraction claiming to
+    # tile, or a `smaller` / `faster` step that changes layer or kind
+    from keras_adntn.export.contraction import FactorizedSchedule
+    from keras_adntn.export.headed_contraction import HeadedSchedule
+    from keras_adntn.export.schedule import ContractionSchedule
+    from keras_adntn.export.schedule import DeviceSchedule
+    from keras_adntn.export.schedule import TiledSchedule
+
+    ttn = TNDense(256, seed=1)
+    ttn.build((None, 256))
+    mpo = TNDense(64, network="mpo", seed=1)
+    mpo.build((None, 64))
+    conv = TNConv2D(16, 3, seed=2)
+    conv.build((None, 8, 8, 16))
+    schedules = [
+        DenseTiling(ttn, 1),
+        ConvTiling(conv, 1),
+        FactorizedSchedule(mpo, 4),
+        HeadedSchedule(ttn, 4),
+    ]
+    for schedule in schedules:
+        assert isinstance(schedule, DeviceSchedule)
+        assert schedule.estimated_arena(4) > 0
+        assert schedule.block_entries > 0
+        for step in (schedule.smaller(), schedule.faster()):
+            assert step is None or (
+                type(step) is type(schedule) and step.layer is schedule.layer
+            )
+        tiled = isinstance(schedule, TiledSchedule)
+        assert schedule.tiled == tiled
+        if not tiled:  # a contraction generates nothing to anchor
+            assert not schedule.anchored
+        assert tiled != isinstance(schedule, ContractionSchedule)
+    dense = schedules[0]
+    assert dense.smaller().fixed == 2 and dense.smaller().faster().fixed == 1
+    assert dense.faster() is None  # never untiled: that needs the anchor
+    assert DenseTiling(ttn, 0).smaller() is None
+    assert schedules[2].smaller() is None and schedules[2].batch_size == 4
+    headed = schedules[3]
+    assert not isinstance(headed, FactorizedSchedule)
+    smaller = headed.smaller()
+    assert smaller is None or (
+        smaller.estimated_bytes < headed.estimated_bytes
+    )
