@@ -26,6 +26,7 @@ import keras
 from keras import ops
 
 from keras_adntn.kernels.generator_spec import check_int
+from keras_adntn.layers import attention_arguments as checks
 from keras_adntn.layers import attention_projection as ap
 from keras_adntn.layers.generator_layer import GeneratorLayer
 from keras_adntn.layers.generator_layer import shared_args
@@ -199,8 +200,8 @@ class TNMultiHeadAttention(GeneratorLayer, keras.layers.MultiHeadAttention):
         num_heads = check_int("num_heads", num_heads, 1)
         key_dim = check_int("key_dim", key_dim, 1)
         value_dim = check_int("value_dim", value_dim, 1, allow_none=True)
-        output_shape = ap.check_output_shape(output_shape)
-        axes = ap.check_attention_axes(attention_axes)
+        output_shape = checks.check_output_shape(output_shape)
+        axes = checks.check_attention_axes(attention_axes)
         if not isinstance(joint_qkv, bool):
             raise ValueError(
                 f"`joint_qkv` must be True or False, got {joint_qkv!r}."
@@ -210,7 +211,7 @@ class TNMultiHeadAttention(GeneratorLayer, keras.layers.MultiHeadAttention):
             num_heads=num_heads,
             key_dim=key_dim,
             value_dim=value_dim,
-            dropout=ap.check_dropout(dropout),
+            dropout=checks.check_dropout(dropout),
             use_bias=bool(use_bias),
             output_shape=output_shape,
             attention_axes=axes,
@@ -242,7 +243,7 @@ class TNMultiHeadAttention(GeneratorLayer, keras.layers.MultiHeadAttention):
 
     # -- build -----------------------------------------------------------------
     def build(self, query_shape, value_shape, key_shape=None):
-        shapes = ap.check_shapes(query_shape, value_shape, key_shape)
+        shapes = checks.check_shapes(query_shape, value_shape, key_shape)
         dims = {name: int(shape[-1]) for name, shape in shapes.items()}
         out_shape = self._output_shape or (dims["query"],)
         self._check_groups("the output size", math.prod(out_shape))
@@ -423,7 +424,7 @@ class TNMultiHeadAttention(GeneratorLayer, keras.layers.MultiHeadAttention):
         output = keras.KerasTensor(shape, dtype=self.compute_dtype)
         if not return_attention_scores:
             return output
-        scores = ap.scores_shape(
+        scores = checks.scores_shape(
             query.shape, value.shape, self._axes, self.num_heads
         )
         return output, keras.KerasTensor(scores, dtype=self.compute_dtype)
