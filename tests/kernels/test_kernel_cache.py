@@ -171,6 +171,73 @@ def test_kernel_quantization_int8_grid_and_training(data):
     np.testing.assert_allclose(kernel / scale, np.round(kernel / scale), 1e-3)
 
 
+def test_qat_moves_the_cores_as_float_training_does(data):
+    # catches: QAT without the straight-through estimator. The rounding's
+    # zero gradient leaves only the path through the per-channel scale
+    # (the column maxima), whose core updates are off by cos 0.91-0.96
+    # here; with the estimator they equal float training's but for the
+    # grid's rounding (cos > 0.9999). The loss falling (the test above)
+    # does not tell them apart: the bias alone lowers it.
+    x, _ = data
+    y = np.random.default_rng(1).standard_normal((32, 16)).astype("float32")
+    moves = {}
+    for quantization in (None, "int8"):
+        layer = TNDense(
+            16,
+            kernel_quantization=quantization,
+            execution="on_the_fly",
+            use_bias=False,
+            seed=0,
+        )
+        model = keras.Sequential([keras.Input((24,)), layer])
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+        cores = layer.generated_kernel.network.trainable_weights
+        before = [_np(c).copy() for c in cores]
+        model.train_on_batch(x, y)
+        moves[quantization] = np.concatenate(
+            [(_np(c) - b).ravel() for c, b in zip(cores, before)]
+        )
+    plain, qat = moves[None], moves["int8"]
+    norms = np.linalg.norm(plain) * np.linalg.norm(qat)
+    assert plain @ qat / norms > 0.995
+    assert 0.95 < np.linalg.norm(qat) / np.linalg.norm(plain) < 1.05
+
+
+def test_cache_generates_only_when_stale(data):
+    # catches: a cache that regenerates on every inference call (cached
+    # predict would cost a generation per call, 4-6x Dense), or one that
+    # misses a core update
+    x, _ = data
+    # attn: training calls generate (a ttn's may contract, as "auto")
+    layer = TNDense(16, network="attn", execution="cached", seed=0)
+    layer.build((None, 24))
+    kernel = layer.generated_kernel
+    made = []
+    generate = kernel.generate
+
+    def counting(*args, **kwargs):
+        made.append(1)
+        return generate(*args, **kwargs)
+
+    kernel.generate = counting
+    try:
+        for _ in range(3):  # eager calls: a stale check, one generation
+            layer(x, training=False)
+        assert len(made) == 1
+        core = kernel.network.trainable_weights[0]
+        core.assign(core * 1.5)
+        fresh = _np(layer(x, training=False))
+        assert len(made) == 2
+        layer(x, training=False)
+        assert len(made) == 2
+        layer(x, training=True)  # training generates: the gradient
+        assert len(made) == 3
+    finally:
+        del kernel.generate
+    want = _np(ops.matmul(x, layer.kernel) + layer.bias)
+    np.testing.assert_allclose(fresh, want, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
