@@ -6,21 +6,10 @@ import argparse
 import json
 
 import keras
-import numpy as np
 
 from keras_adntn.export.api import export_model
 from keras_adntn.export.options import ExportOptions
-
-
-def _load_samples(data_path):
-    data = np.load(data_path)
-    samples = {}
-    for key in data.files:
-        i, j = (int(v) for v in key[1:].split("_"))
-        samples.setdefault(i, {})[j] = data[key]
-    return [
-        [samples[i][j] for j in sorted(samples[i])] for i in sorted(samples)
-    ]
+from keras_adntn.export.remote import read_samples
 
 
 def main(argv=None) -> None:
@@ -42,7 +31,7 @@ def main(argv=None) -> None:
     model = keras.saving.load_model(args.model, compile=False)
     samples = None
     if args.representative:
-        loaded = _load_samples(args.representative)
+        loaded = read_samples(args.representative)
 
         def samples():
             yield from loaded

@@ -25,6 +25,36 @@ from keras_adntn.export.options import ExportOptions
 from keras_adntn.export.report import ExportReport
 
 
+def write_samples(representative_dataset, path: str) -> int:
+    """Writes the first `MAX_CALIBRATION_SAMPLES` calibration samples of
+    `representative_dataset` (see `convert.calibration_samples`) to the
+    `.npz` file `path`, keyed `s{sample}_{input}`; returns how many.
+    `read_samples` reads them back in their order."""
+    samples = itertools.islice(
+        calibration_samples(representative_dataset), MAX_CALIBRATION_SAMPLES
+    )
+    arrays = {
+        f"s{i}_{j}": np.asarray(v)
+        for i, sample in enumerate(samples)
+        for j, v in enumerate(sample)
+    }
+    np.savez(path, **arrays)
+    return len({key.split("_")[0] for key in arrays})
+
+
+def read_samples(path: str) -> list:
+    """The samples `write_samples` wrote, in their order: a list of
+    samples, each the list of its input arrays."""
+    data = np.load(path)
+    samples = {}
+    for key in data.files:
+        i, j = (int(v) for v in key[1:].split("_"))
+        samples.setdefault(i, {})[j] = data[key]
+    return [
+        [samples[i][j] for j in sorted(samples[i])] for i in sorted(samples)
+    ]
+
+
 def export_in_subprocess(
     model, path: str, options: ExportOptions
 ) -> ExportReport:
@@ -44,19 +74,8 @@ def export_in_subprocess(
             *options.command_line(),
         ]
         if options.representative_dataset is not None:
-            samples = itertools.islice(
-                calibration_samples(options.representative_dataset),
-                MAX_CALIBRATION_SAMPLES,
-            )
             data_path = os.path.join(tmp, "representative.npz")
-            np.savez(
-                data_path,
-                **{
-                    f"s{i}_{j}": v
-                    for i, sample in enumerate(samples)
-                    for j, v in enumerate(sample)
-                },
-            )
+            write_samples(options.representative_dataset, data_path)
             command += ["--representative", data_path]
         env = dict(os.environ)
         env["KERAS_BACKEND"] = "tensorflow"

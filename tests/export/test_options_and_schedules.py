@@ -128,3 +128,36 @@ def test_schedules_keep_one_contract():
     assert smaller is None or (
         smaller.estimated_bytes < headed.estimated_bytes
     )
+
+
+def test_calibration_samples_reach_the_subprocess_whole_and_in_order(
+    tmp_path,
+):
+    # catches: the jax / torch route's calibration data reordered (keys
+    # sorted as strings: s10 before s2) or truncated on its way to the
+    # TensorFlow subprocess -- every int8 export from those backends would
+    # be calibrated on other data, and the float exports would not tell
+    from keras_adntn.export.convert import calibration_samples
+    from keras_adntn.export.remote import read_samples
+    from keras_adntn.export.remote import write_samples
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((23, 4)).astype("float32")
+    b = rng.standard_normal((23, 3, 2)).astype("float32")
+    path = str(tmp_path / "samples.npz")
+    assert write_samples([a, b], path) == 23
+    back = read_samples(path)
+    want = list(calibration_samples([a, b]))
+    assert len(back) == len(want) == 23
+    for got, sample in zip(back, want):
+        assert len(got) == 2
+        for g, w in zip(got, sample):
+            np.testing.assert_array_equal(g, w)
+
+    def dataset():  # a callable representative dataset, one input
+        for i in range(12):
+            yield a[i : i + 1]
+
+    assert write_samples(dataset, path) == 12
+    back = read_samples(path)
+    np.testing.assert_array_equal(np.concatenate([s[0] for s in back]), a[:12])
