@@ -1,5 +1,6 @@
 """Checks every TN layer must pass: the contract of a drop-in Keras layer."""
 
+import contextlib
 import os
 
 import keras
@@ -109,3 +110,21 @@ def check_mixed_precision(make_layer, x, policy, rtol=None):
         rtol = 1e-2 if dtype == "float16" else 5e-2
     scale = float(np.max(np.abs(expected))) or 1.0
     np.testing.assert_allclose(got, expected, rtol=rtol, atol=rtol * scale)
+
+
+@contextlib.contextmanager
+def counting_generations(kernel):
+    """Inside the block, a list that grows by one each time `kernel` (a
+    `GeneratedKernel`) generates its kernels in Python (eager calls)."""
+    made = []
+    generate = kernel.generate
+
+    def counting(*args, **kwargs):
+        made.append(1)
+        return generate(*args, **kwargs)
+
+    kernel.generate = counting
+    try:
+        yield made
+    finally:
+        del kernel.generate

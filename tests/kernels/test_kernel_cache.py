@@ -212,15 +212,7 @@ def test_cache_generates_only_when_stale(data):
     layer = TNDense(16, network="attn", execution="cached", seed=0)
     layer.build((None, 24))
     kernel = layer.generated_kernel
-    made = []
-    generate = kernel.generate
-
-    def counting(*args, **kwargs):
-        made.append(1)
-        return generate(*args, **kwargs)
-
-    kernel.generate = counting
-    try:
+    with contract.counting_generations(kernel) as made:
         for _ in range(3):  # eager calls: a stale check, one generation
             layer(x, training=False)
         assert len(made) == 1
@@ -232,8 +224,6 @@ def test_cache_generates_only_when_stale(data):
         assert len(made) == 2
         layer(x, training=True)  # training generates: the gradient
         assert len(made) == 3
-    finally:
-        del kernel.generate
     want = _np(ops.matmul(x, layer.kernel) + layer.bias)
     np.testing.assert_allclose(fresh, want, rtol=1e-5, atol=1e-5)
 

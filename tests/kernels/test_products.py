@@ -12,6 +12,7 @@ from keras_adntn import TNDense
 from keras_adntn.kernels import device_context
 from keras_adntn.kernels.device_context import DeviceContext
 from keras_adntn.networks import executors
+from tests import layer_contract as contract
 
 
 def _np(x):
@@ -158,16 +159,8 @@ def test_sharing_makes_the_kernel_once_and_first():
     layer = TNDense(8, network="ttn", execution="on_the_fly", seed=5)
     layer = _built(layer, (None, 8))
     kernel = layer.generated_kernel
-    made = []
-    generate = kernel.generate
-
-    def counting(*args, **kwargs):
-        made.append(1)
-        return generate(*args, **kwargs)
-
-    kernel.generate = counting
-    try:
-        x = np.ones((2, 8), "float32")
+    x = np.ones((2, 8), "float32")
+    with contract.counting_generations(kernel) as made:
         with kernel.sharing(x.shape, training=True):
             assert len(made) == 1  # made on entry
             a = kernel.matmul(x, training=True)
@@ -175,6 +168,4 @@ def test_sharing_makes_the_kernel_once_and_first():
         assert len(made) == 1
         kernel.matmul(x, training=True)
         assert len(made) == 2  # outside the block: every call
-    finally:
-        del kernel.generate
     np.testing.assert_array_equal(_np(a), _np(b))
