@@ -159,26 +159,7 @@ def compress(
     >>> print(report)  # doctest: +SKIP
     """
     # -- checks: nothing is built or trained before all of them pass
-    a = check_arguments(
-        model,
-        network,
-        bond_dim,
-        target_ratio,
-        layers,
-        max_layers,
-        min_params,
-        init,
-        reconstruction_steps,
-        init_learning_rate,
-        epochs,
-        batch_size,
-        learning_rate,
-        temperature,
-        alpha,
-        task,
-        verbose,
-        seed,
-    )
+    a = check_arguments(model, CompressArguments.of(locals()))
     x, y, val = check_data(model, data, validation_data, a.seed)
     data = predict_and_label(model, x, y, val, a.task, a.batch_size)
     log = _progress(a.verbose)

@@ -159,7 +159,8 @@ def check_layer_names(model, layers) -> list | None:
 
 
 class CompressArguments(NamedTuple):
-    """The arguments of `compress` after their checks (`check_arguments`)."""
+    """The arguments of `compress` after their checks (`check_arguments`);
+    `of(locals())` takes them from `compress`'s own."""
 
     network: str
     bond_dim: int | None
@@ -179,68 +180,47 @@ class CompressArguments(NamedTuple):
     verbose: int
     seed: int
 
+    @classmethod
+    def of(cls, arguments: dict) -> "CompressArguments":
+        """The fields' values among `arguments` (a function's `locals()`),
+        unchecked."""
+        return cls(**{name: arguments[name] for name in cls._fields})
+
 
 def check_arguments(
-    model: keras.Model,
-    network: str,
-    bond_dim: int | None,
-    target_ratio: float | None,
-    layers: list | None,
-    max_layers: int,
-    min_params: int,
-    init: str,
-    reconstruction_steps: int,
-    init_learning_rate: float,
-    epochs: int,
-    batch_size: int,
-    learning_rate: float,
-    temperature: float,
-    alpha: float,
-    task: str,
-    verbose: int,
-    seed: int,
+    model: keras.Model, given: CompressArguments
 ) -> CompressArguments:
     """`compress`'s arguments (its data aside), checked in the order of its
     signature: the ValueError of the first bad one, before any work."""
     check_model(model)
-    networks.get(network)
-    bond_dim, target_ratio = check_size(bond_dim, target_ratio)
-    layers = check_layer_names(model, layers)
-    max_layers = check_int("max_layers", max_layers, 1)
-    min_params = check_int("min_params", min_params, 0)
-    init = resolve_init(init, network, True)
-    reconstruction_steps = check_int(
-        "reconstruction_steps", reconstruction_steps, 0
-    )
-    init_learning_rate = check_number(
-        "init_learning_rate", init_learning_rate, 0.0, low_open=True
-    )
-    epochs = check_int("epochs", epochs, 0)
-    batch_size = check_int("batch_size", batch_size, 1)
-    learning_rate = check_number(
-        "learning_rate", learning_rate, 0.0, low_open=True
-    )
-    temperature = check_number("temperature", temperature, 0.0, low_open=True)
-    alpha = check_number("alpha", alpha, 0.0, 1.0)
-    check_choice("task", task, TASKS)
-    check_choice("verbose", verbose, (0, 1, 2))
-    seed = check_int("seed", seed, 0)
-    return CompressArguments(
-        network,
-        bond_dim,
-        target_ratio,
-        layers,
-        max_layers,
-        min_params,
-        init,
-        reconstruction_steps,
-        init_learning_rate,
-        epochs,
-        batch_size,
-        learning_rate,
-        temperature,
-        alpha,
-        task,
-        verbose,
-        seed,
+    networks.get(given.network)
+    bond_dim, target_ratio = check_size(given.bond_dim, given.target_ratio)
+    return given._replace(
+        bond_dim=bond_dim,
+        target_ratio=target_ratio,
+        layers=check_layer_names(model, given.layers),
+        max_layers=check_int("max_layers", given.max_layers, 1),
+        min_params=check_int("min_params", given.min_params, 0),
+        init=resolve_init(given.init, given.network, True),
+        reconstruction_steps=check_int(
+            "reconstruction_steps", given.reconstruction_steps, 0
+        ),
+        init_learning_rate=check_number(
+            "init_learning_rate",
+            given.init_learning_rate,
+            0.0,
+            low_open=True,
+        ),
+        epochs=check_int("epochs", given.epochs, 0),
+        batch_size=check_int("batch_size", given.batch_size, 1),
+        learning_rate=check_number(
+            "learning_rate", given.learning_rate, 0.0, low_open=True
+        ),
+        temperature=check_number(
+            "temperature", given.temperature, 0.0, low_open=True
+        ),
+        alpha=check_number("alpha", given.alpha, 0.0, 1.0),
+        task=check_choice("task", given.task, TASKS),
+        verbose=check_choice("verbose", given.verbose, (0, 1, 2)),
+        seed=check_int("seed", given.seed, 0),
     )
