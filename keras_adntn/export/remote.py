@@ -30,16 +30,21 @@ def write_samples(representative_dataset, path: str) -> int:
     `representative_dataset` (see `convert.calibration_samples`) to the
     `.npz` file `path`, keyed `s{sample}_{input}`; returns how many.
     `read_samples` reads them back in their order."""
-    samples = itertools.islice(
-        calibration_samples(representative_dataset), MAX_CALIBRATION_SAMPLES
+    samples = list(
+        itertools.islice(
+            calibration_samples(representative_dataset),
+            MAX_CALIBRATION_SAMPLES,
+        )
     )
-    arrays = {
-        f"s{i}_{j}": np.asarray(v)
-        for i, sample in enumerate(samples)
-        for j, v in enumerate(sample)
-    }
-    np.savez(path, **arrays)
-    return len({key.split("_")[0] for key in arrays})
+    np.savez(
+        path,
+        **{
+            f"s{i}_{j}": np.asarray(v)
+            for i, sample in enumerate(samples)
+            for j, v in enumerate(sample)
+        },
+    )
+    return len(samples)
 
 
 def read_samples(path: str) -> list:
