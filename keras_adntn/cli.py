@@ -3,8 +3,8 @@
 - `keras-adntn demo`: the layer under test dense, generated, frozen at
   random and removed, on an image task and on the digits MLP;
 - `keras-adntn summary MODEL.keras`: per-layer dense vs. stored parameters;
-- `keras-adntn export MODEL.keras OUT.tflite [--mode
-  factorized|on_the_fly|cached]
+- `keras-adntn export MODEL.keras OUT.tflite [--flash 1M] [--mode
+  auto|factorized|on_the_fly|cached]
   [--sram 256K] [--quantize int8|float16 --data DATA.npz]`: LiteRT export,
   measured on TensorFlow Lite Micro, with every deployment mode side by
   side with the Dense twin (`--no-compare` to skip);
@@ -142,20 +142,31 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     command.add_argument("output", help="path of the .tflite file to write")
     command.add_argument(
         "--mode",
-        default="factorized",
-        choices=["factorized", "on_the_fly", "cached"],
-        help="factorized (default): as on_the_fly, but a TNDense with a "
-        "linear generator (mpo) contracts its input with its cores, never "
-        "making its kernel; on_the_fly: only the generator cores are stored "
-        "and the kernels are generated on the device, block by block within "
-        "--sram; cached: the generated kernels are stored as ordinary "
-        "weights (fastest, as large as the dense model)",
+        default="auto",
+        choices=["auto", "factorized", "on_the_fly", "cached"],
+        help="auto (default): each TNDense deployed as the plan chooses "
+        "for --sram and --flash (factorized, headed, on the fly or "
+        "cached: the smallest flash whose arena fits, then the fastest "
+        "within 1.5x of it; the report says why); factorized: a TNDense "
+        "with a linear generator (mpo) contracts its input with its cores, "
+        "a tree with its last level and a head; on_the_fly: only the "
+        "generator cores are stored and the kernels are generated on the "
+        "device, block by block within --sram; cached: the generated "
+        "kernels are stored as ordinary weights (fastest, as large as the "
+        "dense model)",
     )
     command.add_argument(
         "--sram",
         default=None,
-        help="tensor-arena budget, e.g. 256K or 1M (K = 1024 bytes): "
-        "on_the_fly exports generate in as many blocks as it takes",
+        help="tensor-arena budget, e.g. 256K or 1M (K = 1024 bytes; "
+        "default 256K): every layer's deployment is chosen to fit it",
+    )
+    command.add_argument(
+        "--flash",
+        default=None,
+        help="flash budget for the file, e.g. 1M: the fastest plan that "
+        "fits it (default: the smallest flash, then the fastest within "
+        "1.5x of it)",
     )
     command.add_argument(
         "--quantize",
@@ -268,6 +279,7 @@ def main(argv=None) -> int:
                 args.quantize,
                 args.data,
                 sram=args.sram,
+                flash=args.flash,
                 compare=not args.no_compare,
                 strip_strings=args.strip_strings,
             )

@@ -29,6 +29,7 @@ FLAGS = {
     "learning_rate": "--lr",
     "validation_data": "--validation",
     "arena_budget": "--sram",
+    "flash_budget": "--flash",
     "network": "--network",
     "layers": "--layers",
     "epochs": "--epochs",
@@ -138,12 +139,13 @@ def summary_command(path: str) -> list:
 def export_command(
     path: str,
     output: str,
-    mode: str = "factorized",
+    mode: str = "auto",
     quantize: str | None = None,
     data: str | None = None,
     sram: str | None = None,
     compare: bool = True,
     strip_strings: bool = False,
+    flash: str | None = None,
 ):
     """`keras-adntn export ...`: writes the LiteRT file, prints its report
     and (with `compare`) the table of every deployment mode measured on
@@ -152,11 +154,12 @@ def export_command(
     Args:
         path: the `.keras` file.
         output: the `.tflite` file to write.
-        mode: `"factorized"`, `"on_the_fly"` or `"cached"`.
+        mode: `"auto"`, `"factorized"`, `"on_the_fly"` or `"cached"`.
         quantize: None, `"int8"` or `"float16"`.
         data: `.npz` of calibration inputs (needed for `"int8"`): key `x`,
             or one array per model input, samples along axis 0.
         sram: the arena budget, e.g. `"256K"` (`--sram`).
+        flash: the flash budget, e.g. `"1M"` (`--flash`).
         compare: also export every mode and print the comparison table.
         strip_strings: drop tensor names from the written file.
 
@@ -165,7 +168,8 @@ def export_command(
 
     Raises:
         CLIError: missing files, wrong formats, data that does not fit the
-            model, a bad `--sram`, or a failed conversion.
+            model, a bad `--sram` or `--flash`, or a failed conversion
+            (or no plan within the budgets).
 
     Example:
 
@@ -179,8 +183,11 @@ def export_command(
         raise CLIError("--quantize int8 needs calibration inputs: --data X.npz")
     try:
         budget = parse_bytes(sram, "--sram")
+        flash_budget = parse_bytes(flash, "--flash")
     except ValueError as e:
-        raise CLIError(str(e).replace("`--sram`", "--sram"))
+        raise CLIError(
+            str(e).replace("`--sram`", "--sram").replace("`--flash`", "--flash")
+        )
     out_dir = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(out_dir):
         raise CLIError(f"output directory does not exist: {out_dir}")
@@ -196,6 +203,7 @@ def export_command(
             quantize=quantize,
             representative_dataset=samples,
             arena_budget=budget,
+            flash_budget=flash_budget,
             strip_strings=strip_strings,
         )
         print(report)

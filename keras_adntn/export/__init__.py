@@ -4,7 +4,12 @@ Modules, by role:
 
 - `api`: `export_litert`: the export and its report;
 - `options`: `ExportOptions`, the export's arguments checked once;
-- `budget`: the device schedules fitted to the arena budget;
+- `deployment_plan`: which way each TN layer runs, chosen for the
+  board's flash and arena budgets (`candidates`: every way to deploy a
+  `TNDense`, with estimates from `device_cost`; `cached`: a layer's
+  kernel stored);
+- `budget`: the device schedules converted, measured and fitted to the
+  arena budget;
 - `tracing`: the serving function and the generation executors;
 - `schedule`: `DeviceSchedule`, how a layer multiplies on the device,
   and its budget rule;

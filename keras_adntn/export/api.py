@@ -19,11 +19,12 @@ _PARITY_WARNING = {None: 1e-3, "float16": 2e-2}
 def export_litert(
     model: keras.Model,
     path: str,
-    mode: str = "factorized",
+    mode: str | dict = "auto",
     quantize: str | None = None,
     representative_dataset=None,
     *,
     arena_budget: int | str | None = None,
+    flash_budget: int | str | None = None,
     batch_size: int | None = 1,
     strip_strings: bool = False,
     measure: bool = True,
@@ -34,7 +35,15 @@ def export_litert(
         model: a built Keras model with known inputs (Sequential or
             functional), possibly containing TN layers.
         path: where to write the `.tflite` file.
-        mode: `"factorized"` (default: as `"on_the_fly"`, except that a
+        mode: `"auto"` (default): each `TNDense` deployed as the plan
+            chooses for the budgets (`keras_adntn.export.deployment_plan`:
+            among its factorized, headed, on-the-fly and cached
+            deployments, the smallest flash whose arena fits
+            `arena_budget`, and within 1.5x of that flash the fastest; or
+            with `flash_budget` the fastest that fits both), the other
+            layers as in `"factorized"`. A dict `{layer name: mode}`
+            overrides the plan for those layers. Or one mode for the
+            whole model: `"factorized"` (as `"on_the_fly"`, except that a
             kernel that can be taken from its cores is never generated: an
             mpo `TNDense`, `TNConv2D` or `TNMultiHeadAttention` contracts
             its input with its cores, block by block of sites, as
@@ -58,12 +67,18 @@ def export_litert(
             convention), or an array (single-input models) / list of arrays
             with samples along axis 0 (at most 500 are used).
         arena_budget: SRAM for the tensor arena, in bytes (an int, or a
-            string such as `"256K"`); on the fly, the number of blocks of
-            every `TNDense` is chosen to fit it: estimated, then measured on
-            TensorFlow Lite Micro's interpreter and raised until the
-            measured arena fits (when `tflite-micro` is installed). The
-            export warns when it cannot fit. None: two blocks per layer
-            (the fastest tiled schedule).
+            string such as `"256K"`); every layer's deployment is chosen
+            to fit it: estimated, then measured on TensorFlow Lite Micro's
+            interpreter and made smaller (more blocks, more tiles) until
+            the measured arena fits (when `tflite-micro` is installed).
+            None: 256 KB, the SRAM of a common microcontroller class
+            (Cortex-M4/M7 boards); where a layer fits no deployment
+            within it, its smallest arena is taken with a warning (a
+            given budget raises instead).
+        flash_budget: flash for the file, in bytes or a string such as
+            `"1M"`: the plan is the fastest that fits it (buying latency
+            with flash). None: the export keeps the compression (the
+            smallest flash, then the fastest within 1.5x of it).
         batch_size: static batch dimension of the exported inputs (1 suits
             microcontrollers), or None for a dynamic one.
         strip_strings: drop tensor names and signatures from the file
@@ -77,9 +92,13 @@ def export_litert(
         the ops TFLite Micro lacks, transpose ranks and parity with Keras.
 
     Raises:
-        ValueError: for a bad `mode`, `quantize`, `batch_size` or
-            `arena_budget`, for `"int8"` without `representative_dataset`,
-            or when the converter cannot produce builtin ops only.
+        ValueError: for a bad `mode`, `quantize`, `batch_size`,
+            `arena_budget` or `flash_budget`, for `"int8"` without
+            `representative_dataset`, where a layer fits no deployment
+            within a given `arena_budget` or the model none within
+            `flash_budget` (naming the smallest possible, before any
+            conversion), or when the converter cannot produce builtin ops
+            only.
 
     Example:
 
@@ -96,6 +115,7 @@ def export_litert(
         quantize=quantize,
         representative_dataset=representative_dataset,
         arena_budget=arena_budget,
+        flash_budget=flash_budget,
         batch_size=batch_size,
         strip_strings=strip_strings,
         measure=measure,
@@ -111,18 +131,22 @@ def export_model(model, path, options: ExportOptions) -> ExportReport:
             "Sequential or functional model called on `keras.Input`)."
         )
     path = os.fspath(path)
+    from keras_adntn.export.deployment_plan import plan_model
+
+    plan = plan_model(model, options)  # impossible budgets raise here, fast
     if keras.backend.backend() != "tensorflow":
         from keras_adntn.export import remote
 
         return remote.export_in_subprocess(model, path, options)
-    return _export_tensorflow(model, path, options)
+    return _export_tensorflow(model, path, options, plan)
 
 
-def _export_tensorflow(model, path, options):
-    """The export in this (TensorFlow) process."""
-    mode, quantize = options.mode, options.quantize
-    budget = options.arena_budget
-    attempt = budget_module.fit(model, options)
+def _export_tensorflow(model, path, options, plan):
+    """The export in this (TensorFlow) process, of `plan` (the model's
+    `deployment_plan.DeploymentPlan`)."""
+    mode, quantize = options.mode_text, options.quantize
+    budget = options.budget
+    attempt = budget_module.fit(model, options, plan)
     flatbuffer = attempt.flatbuffer
     layers = [
         (layer.name, type(layer).__name__, int(layer.count_params()))
@@ -135,7 +159,7 @@ def _export_tensorflow(model, path, options):
         if got is None
         else convert_module.relative_error(got, attempt.want)
     )
-    messages = []
+    messages = [p.note for p in plan.layers.values() if p.note]
     tolerance = _PARITY_WARNING.get(quantize)
     if parity is not None and tolerance is not None and parity > tolerance:
         messages.append(
@@ -162,7 +186,7 @@ def _export_tensorflow(model, path, options):
                 attempt.tflm.outputs, attempt.want
             ),
         )
-        if budget is not None and attempt.tflm.arena_bytes > budget:
+        if attempt.tflm.arena_bytes > budget:
             messages.append(
                 f"The tensor arena measured on TensorFlow Lite Micro, "
                 f"{attempt.tflm.arena_bytes:,} bytes, exceeds "
@@ -171,6 +195,12 @@ def _export_tensorflow(model, path, options):
                 f"whole kernels in the arena for networks or layers that "
                 f"cannot be tiled (see keras_adntn.export.tiling)."
             )
+    flash = options.flash_budget
+    if flash is not None and len(flatbuffer) > flash:
+        messages.append(
+            f"The file, {len(flatbuffer):,} bytes, exceeds flash_budget="
+            f"{flash:,} bytes (the plan's estimate was within it)."
+        )
     for message in messages:
         warnings.warn(message, stacklevel=3)
     if options.strip_strings:
@@ -188,6 +218,9 @@ def _export_tensorflow(model, path, options):
         params=int(model.count_params()),
         parity_rel_error=parity,
         arena_budget=budget,
+        flash_budget=flash,
+        deployment=plan.to_dicts(),
+        deployment_lines=plan.lines(),
         tiles={k: t.blocks for k, t in attempt.schedules.items() if t.tiled},
         warnings=messages,
         **measured,

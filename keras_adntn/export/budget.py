@@ -1,10 +1,9 @@
 """Fitting the tensor arena into a budget: `fit`.
 
-Each generating layer gets its device schedule (`schedule.DeviceSchedule`:
-a `tiling.DenseTiling`, a `conv_tiling.ConvTiling`, a
-`contraction.FactorizedSchedule` or a `headed_contraction.HeadedSchedule`),
-with the fewest blocks whose estimate
-fits the budget. The model is then converted and, where TensorFlow Lite
+Each generating layer gets its device schedule (`schedule.DeviceSchedule`):
+a `TNDense` the one its deployment plan chose (`deployment_plan`), a
+`TNConv2D` its `conv_tiling.ConvTiling` with the fewest blocks whose
+estimate fits the budget. The model is then converted and, where TensorFlow Lite
 Micro is installed, measured: blocks are added to the largest block (or a
 tree's head is taken in more tiles, `HeadedSchedule.smaller`) while the
 measured arena is over the budget, or removed while it stays within.
@@ -18,44 +17,31 @@ from keras_adntn.export.options import ExportOptions
 _MAX_FITS = 8
 
 
-def schedules(model, options: ExportOptions) -> dict:
+def schedules(model, options: ExportOptions, plan=None) -> dict:
     """`{layer name: DeviceSchedule}` of the generating layers that do not
-    simply generate their whole kernel (none in `"cached"` mode)."""
+    simply generate their whole kernel (none in `"cached"` mode): the
+    `TNDense` layers as `plan` (a `deployment_plan.DeploymentPlan`)
+    chose, the `TNConv2D` layers tiled for the arena budget."""
     from keras_adntn.export.contraction import FactorizedSchedule
     from keras_adntn.export.conv_tiling import ConvTiling
-    from keras_adntn.export.headed_contraction import HeadedSchedule
-    from keras_adntn.export.tiling import DenseTiling
     from keras_adntn.export.tracing import generating_layers
     from keras_adntn.layers.tn_conv2d import TNConv2D
-    from keras_adntn.layers.tn_dense import TNDense
 
-    mode, budget, rows = options.mode, options.arena_budget, options.rows
+    mode, rows = options.model_mode, options.rows
     if mode == "cached":
         return {}
-    found = {}
+    found = {} if plan is None else plan.schedules()
     for layer in generating_layers(model):
         if (
-            mode == "factorized"
-            and type(layer) is TNDense
-            and FactorizedSchedule.applies(layer)
+            type(layer) is not TNConv2D
+            or not ConvTiling.applies(layer)
+            or (
+                mode == "factorized"
+                and FactorizedSchedule.contracts_in_trace(layer)
+            )
         ):
-            found[layer.name] = FactorizedSchedule(layer, rows)
-        elif (
-            mode == "factorized"
-            and type(layer) is TNDense
-            and HeadedSchedule.applies(layer)
-        ):
-            found[layer.name] = HeadedSchedule(layer, rows, budget)
-        elif type(layer) is TNDense:
-            found[layer.name] = DenseTiling.for_budget(layer, budget, rows)
-        elif (
-            type(layer) is TNConv2D
-            and mode == "factorized"
-            and FactorizedSchedule.contracts_in_trace(layer)
-        ):
-            continue  # its own factorized path runs in the trace
-        elif type(layer) is TNConv2D and ConvTiling.applies(layer):
-            found[layer.name] = ConvTiling.for_budget(layer, budget, rows)
+            continue  # a TNDense (planned), or its own path in the trace
+        found[layer.name] = ConvTiling.for_budget(layer, options.budget, rows)
     return found
 
 
@@ -78,12 +64,12 @@ class Attempt:
 
         self.schedules = schedules
         self.trace = Trace(
-            tf, model, options.mode, options.batch_size, schedules
+            tf, model, options.model_mode, options.batch_size, schedules
         )
         self.flatbuffer, sample = convert_module.convert(
             model,
             self.trace,
-            options.mode,
+            options.model_mode,
             options.quantize,
             options.representative_dataset,
         )
@@ -105,14 +91,17 @@ class Attempt:
         return self.tflm.arena_bytes
 
 
-def fit(model, options: ExportOptions) -> Attempt:
-    """Converts, raising block counts until the measured arena fits."""
-    budget = options.arena_budget
-    attempt = Attempt(model, options, schedules(model, options))
+def fit(model, options: ExportOptions, plan=None) -> Attempt:
+    """Converts the schedules of `plan` (and the tiled convolutions),
+    then, measured on TFLM, takes smaller schedules while the arena is
+    over the budget (`_smaller`), or, for the tiled layers, faster ones
+    while it stays within (`_faster`)."""
+    budget = options.budget
+    attempt = Attempt(model, options, schedules(model, options, plan))
     if not (options.measure and tflm.available()):
         return attempt
     arena = attempt.measure()
-    if budget is None or not attempt.schedules or arena is None:
+    if not attempt.schedules or arena is None:
         return attempt
     if arena <= budget:
         return _faster(model, options, attempt)
@@ -120,18 +109,26 @@ def fit(model, options: ExportOptions) -> Attempt:
 
 
 def _faster(model, options, attempt) -> Attempt:
-    """Fewer blocks (faster) while the measured arena still fits."""
+    """Fewer blocks while the measured arena still fits and the modeled
+    time falls (`estimated_seconds`: fewer blocks are not always faster
+    where the blocks' generation shrinks with them)."""
     tries = 1
+    rows = options.rows
     while tries < _MAX_FITS:
-        faster = {
-            k: s.faster() or s for k, s in attempt.schedules.items()
-        }
+        faster = {}
+        for k, s in attempt.schedules.items():
+            f = s.faster()
+            modeled = s.estimated_seconds(rows)
+            better = f is not None and (
+                modeled is None or f.estimated_seconds(rows) < modeled
+            )
+            faster[k] = f if better else s
         if all(faster[k] is attempt.schedules[k] for k in faster):
             break
         trial = Attempt(model, options, faster)
         tries += 1
         arena = trial.measure()
-        if arena is None or arena > options.arena_budget:
+        if arena is None or arena > options.budget:
             break
         attempt = trial
     return attempt
@@ -141,7 +138,7 @@ def _smaller(model, options, attempt, arena) -> Attempt:
     """Smaller schedules (`_steps`) while the measured arena is over the
     budget and a step brings it down."""
     tries = 1
-    while arena > options.arena_budget and tries < _MAX_FITS:
+    while arena > options.budget and tries < _MAX_FITS:
         better = None
         for schedules in _steps(attempt.schedules):
             trial = Attempt(model, options, schedules)
@@ -167,9 +164,7 @@ def _steps(schedules):
     if growable:
         largest = max(growable, key=lambda s: s.block_entries)
         yield {**schedules, largest.layer.name: largest.smaller()}
-    smaller = {
-        k: s.smaller() for k, s in schedules.items() if not s.tiled
-    }
+    smaller = {k: s.smaller() for k, s in schedules.items() if not s.tiled}
     smaller = {k: s for k, s in smaller.items() if s is not None}
     if smaller:
         yield {**schedules, **smaller}

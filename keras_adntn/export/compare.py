@@ -73,6 +73,18 @@ class DeploymentTable:
     arena_budget: int | None
     calibration: str
 
+    @property
+    def twin_wins(self) -> bool:
+        """Whether the Dense twin (the first row) is at most as large and
+        as slow as every other deployment measured."""
+        twin = self.rows[0]
+        return all(
+            row.flash_bytes >= twin.flash_bytes
+            and row.latency_ratio is not None
+            and row.latency_ratio >= 1.0
+            for row in self.rows[1:]
+        )
+
     def to_dict(self) -> dict:
         """A JSON-serialisable dict."""
         return dataclasses.asdict(self)
@@ -118,6 +130,15 @@ class DeploymentTable:
             notes.append(
                 "tiled on the device: "
                 + ", ".join(f"{k} {v} blocks" for k, v in tiles.items())
+            )
+        if self.twin_wins:
+            twin = self.rows[0]
+            lightest = min(self.rows[1:], key=lambda r: r.flash_bytes)
+            notes.append(
+                f"The Dense twin wins here: {_kib(twin.flash_bytes)} and "
+                f"the fastest, against at least {_kib(lightest.flash_bytes)}"
+                f" ({lightest.label}, {lightest.latency_ratio:.2f}x its "
+                f"latency) for every TN deployment: use Dense layers."
             )
         return "\n".join(out + notes)
 

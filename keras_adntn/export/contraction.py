@@ -23,6 +23,10 @@ from keras_adntn import factorized
 from keras_adntn.export.schedule import ContractionSchedule
 from keras_adntn.networks import executors
 
+# TFLM's arena holds every op's and tensor's bookkeeping (measured: about
+# 140 bytes an op of these graphs)
+_OP_BYTES = 140
+
 
 class FactorizedSchedule(ContractionSchedule):
     """How one `TNDense` multiplies on the device without its kernel.
@@ -70,6 +74,16 @@ class FactorizedSchedule(ContractionSchedule):
     def block_entries(self) -> int:
         """Numbers stored for the layer's product (all blocks)."""
         return int(sum(m.size for m in self.matrices))
+
+    def estimated_arena(self, batch: int = 1) -> int:
+        """The plan's largest step (the states it reads and writes and a
+        transposed copy), the layer's input and output, and TFLM's
+        bookkeeping of every op (bytes)."""
+        plan = self.plan
+        live = plan.peak_entries(batch) + batch * (
+            plan.in_size + plan.groups * plan.out_dim
+        )
+        return 4 * live + _OP_BYTES * 4 * len(plan.blocks)
 
     def matmul(self, tf, inputs, make_ops=None, scales=None):
         """`inputs @ kernel` as builtins (`make_ops`, `scales`: unused,

@@ -153,6 +153,9 @@ def _quantize_keeping_generators_float(model, trace, calibrated):
     from keras_adntn.export.tracing import generating_layers
 
     generating = {layer.name for layer in generating_layers(model)}
+    generating -= {
+        name for name, s in trace.schedules.items() if s.stores_kernel
+    }
     rows = generating | {ANCHOR_ROW}
     names = op_names_of(
         calibrated, rows, [layer.name for layer in model.layers], trace.scopes

@@ -55,6 +55,9 @@ class HeadedSchedule(ContractionSchedule):
         layer: a built `TNDense` for which `applies(layer)` holds.
         batch_size: the exported batch size.
         arena_budget: bytes the tiles are sized for (None: 64 KB).
+        choice: `(head_steps, tiles)` of one of `options(layer,
+            batch_size)` to take instead of choosing for `arena_budget`
+            (the deployment plan's choice).
 
     Attributes:
         head_steps: the last level's cores in the head (`h`).
@@ -63,55 +66,47 @@ class HeadedSchedule(ContractionSchedule):
         estimated_bytes: the arena it is estimated to need.
     """
 
-    def __init__(self, layer, batch_size: int = 1, arena_budget=None):
+    def __init__(
+        self, layer, batch_size: int = 1, arena_budget=None, choice=None
+    ):
         super().__init__(layer, batch_size)
-        self._candidates = list(self._options())
+        self._candidates = self.options(layer, self.batch_size)
         budget = DEFAULT_ARENA_BYTES if arena_budget is None else arena_budget
-        self._select(int(budget))
+        self._select(int(budget), choice)
 
-    def _options(self):
+    @staticmethod
+    def options(layer, batch_size: int = 1) -> list:
         """Every `(h, j)`: the plan with the head of `h` cores, the plan of
-        one of its `radix**j` tiles, the numbers stored and the estimated
-        arena (numbers), from shapes alone (no head is made)."""
-        kernel = self.layer.generated_kernel
-        network, rows = kernel.network, self.batch_size
-        for h in range(1, factorized.last_level_cores(network)):
-            whole = factorized.device_plan(
-                network, *kernel.dims, rows, head_steps=h
-            )
-            _, leaves, _, bond = whole.units[0]
-            size = whole.groups * whole.radix ** len(leaves) * bond
-            if size > whole.groups * whole.in_size * whole.out_size // 4:
-                continue  # a head as large as the kernel saves nothing
-            head_in = sum(1 for r in leaves if not r)
-            out = whole.groups * whole.out_dim
-            for j in range(head_in + 1):
-                plan = _tile_plan(whole, j)
-                tiles = whole.radix**j
-                # per tile: a slice, an add, and per block a reshape, a
-                # matmul and a reshape and transpose
-                ops = tiles * (3 + 4 * len(plan.blocks))
-                tail = sum(whole.groups * b.entries for b in plan.blocks[1:])
-                yield {
-                    "whole": whole,
-                    "plan": plan,
-                    "tiles": tiles,
-                    "stored": size + tail,
-                    "arena": plan.peak_entries(rows)
-                    + rows * (whole.in_size + 3 * out)
-                    + ops * _OP_ENTRIES,
-                }
+        one of its `radix**j` tiles, the numbers stored, the estimated
+        arena (numbers) and the ops, from shapes alone (no head is
+        made)."""
+        return list(_options(layer, int(batch_size or 1)))
 
-    def _select(self, budget):
-        """Takes the candidate of the smallest stored numbers whose
-        estimated arena fits `budget` bytes (else the smallest arena),
-        then the fewest tiles, and makes its head (NumPy) and blocks."""
+    def _select(self, budget, choice=None):
+        """Takes the candidate `choice` (`(head_steps, tiles)`), else the
+        one of the smallest stored numbers whose estimated arena fits
+        `budget` bytes (else the smallest arena), then the fewest tiles,
+        and makes its head (NumPy) and blocks."""
 
         def key(option):
             fits = option["arena"] <= budget // 4
             return (not fits, option["stored" if fits else "arena"])
 
-        option = min(self._candidates, key=lambda o: (*key(o), o["tiles"]))
+        if choice is not None:
+            chosen = [
+                o
+                for o in self._candidates
+                if (o["whole"].head_steps, o["tiles"]) == tuple(choice)
+            ]
+            if not chosen:
+                raise ValueError(
+                    f"Layer {self.layer.name!r}: `choice` must be one of "
+                    f"the (head_steps, tiles) of `HeadedSchedule.options`, "
+                    f"got {choice!r}."
+                )
+            option = chosen[0]
+        else:
+            option = min(self._candidates, key=lambda o: (*key(o), o["tiles"]))
         whole, plan = option["whole"], option["plan"]
         self.estimated_bytes = 4 * option["arena"]
         self.head_steps = whole.head_steps
@@ -156,8 +151,7 @@ class HeadedSchedule(ContractionSchedule):
     def block_entries(self) -> int:
         """Numbers stored for the layer's product (head and blocks)."""
         return int(
-            sum(m.size for m in self.heads)
-            + sum(m.size for m in self.matrices)
+            sum(m.size for m in self.heads) + sum(m.size for m in self.matrices)
         )
 
     def matmul(self, tf, inputs, make_ops=None, scales=None):
@@ -219,3 +213,34 @@ def _tile_plan(plan, j):
         head_seconds=plan.head_seconds * math.pow(plan.radix, -j),
         generation_seconds=plan.generation_seconds,
     )
+
+
+def _options(layer, rows):
+    """`HeadedSchedule.options`: one dict per `(h, j)`."""
+    network = layer.generated_kernel.network
+    dims = layer.generated_kernel.dims
+    for h in range(1, factorized.last_level_cores(network)):
+        whole = factorized.device_plan(network, *dims, rows, head_steps=h)
+        _, leaves, _, bond = whole.units[0]
+        size = whole.groups * whole.radix ** len(leaves) * bond
+        if size > whole.groups * whole.in_size * whole.out_size // 4:
+            continue  # a head as large as the kernel saves nothing
+        head_in = sum(1 for r in leaves if not r)
+        out = whole.groups * whole.out_dim
+        for j in range(head_in + 1):
+            plan = _tile_plan(whole, j)
+            tiles = whole.radix**j
+            # per tile: a slice, an add, and per block a reshape, a
+            # matmul and a reshape and transpose
+            ops = tiles * (3 + 4 * len(plan.blocks))
+            tail = sum(whole.groups * b.entries for b in plan.blocks[1:])
+            yield {
+                "whole": whole,
+                "plan": plan,
+                "tiles": tiles,
+                "ops": ops,
+                "stored": size + tail,
+                "arena": plan.peak_entries(rows)
+                + rows * (whole.in_size + 3 * out)
+                + ops * _OP_ENTRIES,
+            }

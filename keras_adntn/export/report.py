@@ -64,8 +64,13 @@ class ExportReport:
             when it exceeds 1e-3 (float32) or 2e-2 (float16).
         float_ops: histogram of the ops with a float32 output, QUANTIZE /
             DEQUANTIZE aside: in an int8 model, the ops left in float.
-        arena_budget: the SRAM budget (bytes) the export was asked to fit
-            its tensor arena into, or None.
+        arena_budget: the SRAM budget (bytes) the export fitted its tensor
+            arena into (the default 256 KB where none was given).
+        flash_budget: the flash budget (bytes), or None.
+        deployment: per planned `TNDense`, its deployment plan
+            (`deployment_plan.LayerPlan.to_dict`: the chosen candidate,
+            the int8 Dense twin, the rejected kinds and why, estimates).
+        deployment_lines: the same, as the report prints it.
         tiles: `{layer name: number of blocks}` of the layers whose kernel
             is generated block by block on the device (on-the-fly mode).
         tflm_arena_bytes: the smallest `arena_size` with which TensorFlow
@@ -95,6 +100,9 @@ class ExportReport:
     parity_rel_error: float | None = None
     float_ops: dict = dataclasses.field(default_factory=dict)
     arena_budget: int | None = None
+    flash_budget: int | None = None
+    deployment: list = dataclasses.field(default_factory=list)
+    deployment_lines: list = dataclasses.field(default_factory=list)
     tiles: dict = dataclasses.field(default_factory=dict)
     tflm_arena_bytes: int | None = None
     tflm_latency_s: float | None = None
@@ -179,6 +187,9 @@ class ExportReport:
                 "int8 model, ops left in float32: "
                 + (format_ops(self.float_ops) or "none")
             )
+        if self.deployment_lines:
+            lines.append("deployment plan (estimates):")
+            lines += ["  " + line for line in self.deployment_lines]
         if self.tiles:
             lines.append(
                 "generated block by block on the device: "

@@ -44,10 +44,13 @@ class DeviceSchedule:
             (see `tracing`); False where the cores are constants of a
             loop body, or where no kernel is generated.
         tiled: whether the kernel is generated block by block.
+        stores_kernel: whether the kernel is a constant of the file (an
+            int8 export quantizes it as an ordinary weight).
     """
 
     anchored = True
     tiled = False
+    stores_kernel = False
 
     def __init__(self, layer):
         self.layer = layer
@@ -73,6 +76,12 @@ class DeviceSchedule:
             _BLOCK_COPIES * self.peak_entries
             + _CARRY_COPIES * self.carried_entries(batch)
         )
+
+    def estimated_seconds(self, batch: int = 1) -> float | None:
+        """Modeled seconds of one call on TFLM (`device_cost`), where a
+        schedule models them (tiled `TNDense` generations), else None
+        (then fewer blocks count as faster)."""
+        return None
 
     def smaller(self) -> "DeviceSchedule | None":
         """The same layer's schedule of the next smaller arena (the budget
@@ -219,4 +228,3 @@ def int8_scales(layer) -> np.ndarray | None:
     from keras import ops
 
     return np.asarray(ops.convert_to_numpy(int8_scale(layer.kernel)))
-

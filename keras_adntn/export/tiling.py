@@ -101,6 +101,22 @@ class DenseTiling(TiledSchedule):
         peak = self.layer.generator.sliced_peak(self.fixed_leaves)
         return max(peak, self.block_entries)
 
+    def estimated_seconds(self, batch: int = 1) -> float:
+        """Modeled seconds of one call on TFLM (`device_cost`): every
+        block's generation (the numbers its steps write) and the
+        product."""
+        from keras_adntn.export import device_cost
+
+        layer = self.layer
+        written, _, _ = device_cost.generation_work(
+            layer.generated_kernel.network, self.fixed_leaves
+        )
+        return device_cost.seconds(
+            batch * layer.input_dim * layer.units,
+            ops=self.blocks,
+            written=self.blocks * written,
+        )
+
     def carried_entries(self, batch: int = 1) -> int:
         """The loop carries the input rows and the running sum."""
         t = self.layer.tensorization

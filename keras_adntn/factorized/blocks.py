@@ -183,9 +183,7 @@ class FactorizedPlan:
         cap = None
         if self.objective == "memory":
             cap = self._partition(costs, n, lambda a, b: max(a, b), 2)[0]
-        return tuple(
-            self._partition(costs, n, lambda a, b: a + b, 1, cap)[1]
-        )
+        return tuple(self._partition(costs, n, lambda a, b: a + b, 1, cap)[1])
 
     @staticmethod
     def _partition(costs, n, combine, field, cap=None):
@@ -238,7 +236,7 @@ class FactorizedPlan:
             * self._bond_at(j)
         )
 
-    def _step(self, block, first_unit, rows):
+    def step(self, block, first_unit, rows):
         """`(entering, leaving, transposed)` states of a block's step."""
         after = first_unit + len(block.sites)
         if self.direction == "right":
@@ -256,7 +254,7 @@ class FactorizedPlan:
         return entering, leaving, block.k_in > 1 and rest > 1
 
     def _block_seconds(self, block, first_unit, rows):
-        entering, leaving, transposed = self._step(block, first_unit, rows)
+        entering, leaving, transposed = self.step(block, first_unit, rows)
         if self.direction == "right":
             first = first_unit + len(block.sites) == len(self.units)
             k, n = block.k_in * block.b_right, block.k_out * block.b_left
@@ -274,7 +272,7 @@ class FactorizedPlan:
     def _block_peak(self, block, first_unit, rows):
         """Entries live during a block's step: the states it reads and
         writes, and the transposed copy."""
-        entering, leaving, transposed = self._step(block, first_unit, rows)
+        entering, leaving, transposed = self.step(block, first_unit, rows)
         peak = entering + leaving
         if transposed:
             moved = leaving if self.direction == "right" else entering
@@ -282,7 +280,7 @@ class FactorizedPlan:
         return self.groups * peak
 
     # -- costs -----------------------------------------------------------------
-    def _positions(self, blocks):
+    def positions(self, blocks):
         """`(block, first site)` of `blocks` in chain order."""
         j = 0
         for block in blocks:
@@ -294,7 +292,7 @@ class FactorizedPlan:
         rows = max(int(rows), 1)
         blocks = self.blocks if rows == self.rows else self._choose_blocks(rows)
         seconds = sum(
-            self._block_seconds(b, j, rows) for b, j in self._positions(blocks)
+            self._block_seconds(b, j, rows) for b, j in self.positions(blocks)
         )
         if self.in_size > self.in_dim:
             seconds += move_seconds(rows * self.in_size)
@@ -305,7 +303,7 @@ class FactorizedPlan:
         it reads and writes, and a transposed copy) for `rows` rows
         (default: those the blocks are chosen for)."""
         rows = self.rows if rows is None else max(int(rows), 1)
-        steps = self._positions(self.blocks)
+        steps = self.positions(self.blocks)
         return max(self._block_peak(b, j, rows) for b, j in steps)
 
     def generated_seconds(self, rows) -> float:

@@ -1,0 +1,90 @@
+"""The cost model of a deployment on a microcontroller (TFLite Micro).
+
+The export's plan (`deployment_plan`) weighs each layer's candidate
+deployments by three estimates made from shapes alone, before anything is
+converted:
+
+- flash: the numbers stored times their bytes, plus the flatbuffer's
+  bookkeeping of every op and tensor (`OP_FLASH_BYTES` an op);
+- arena: the largest state live at once (see each schedule's
+  `estimated_arena`);
+- seconds: multiply-accumulates, numbers moved (reshapes, transposes,
+  slices) and a fixed cost per op invoked, at the rates of TFLM's
+  reference kernels measured on the host (`benchmarks/bench_tflm.py`
+  prints the estimate beside the measurement). Only ratios matter: the
+  plan compares candidates, and the report shows the measured latency.
+"""
+
+import math
+
+# TFLM reference kernels on the host (float32 and int8 alike, within 2x):
+# seconds per multiply-accumulate, per number moved, and per op invoked.
+MAC_SECONDS = 0.7e-9
+MOVE_SECONDS = 1.0e-9
+OP_SECONDS = 2.0e-6
+# a generation's steps (broadcast MULs and sums): seconds per number written
+WRITE_SECONDS = 6.5e-9
+# flatbuffer bytes of one op with its tensors (names, shapes, quantisation)
+OP_FLASH_BYTES = 560
+# ops TFLM runs per contraction step of a generation or a chain block
+# (reshape, matmul or mul-and-sum, reshape, transpose)
+OPS_PER_STEP = 4
+
+
+def seconds(
+    macs: float, moved: float = 0.0, ops: int = 0, written: float = 0.0
+) -> float:
+    """Modeled seconds of `macs` multiply-accumulates, `moved` numbers
+    moved, `ops` ops invoked and `written` numbers written by a
+    generation's steps."""
+    return (
+        macs * MAC_SECONDS
+        + moved * MOVE_SECONDS
+        + ops * OP_SECONDS
+        + written * WRITE_SECONDS
+    )
+
+
+def plan_work(plan, rows: int) -> tuple:
+    """`(macs, moved, ops)` of a `factorized.FactorizedPlan` applied to
+    `rows` rows: per block one matmul over the state entering it, and a
+    transposed copy where the plan makes one."""
+    macs = moved = 0
+    ops = 0
+    for block, first in plan.positions(plan.blocks):
+        entering, leaving, transposed = plan.step(block, first, rows)
+        n = block.k_out * block.b_left
+        if plan.direction == "left":
+            n = block.k_out * block.b_right
+        macs += plan.groups * entering * n
+        moved += plan.groups * (leaving if transposed else 0)
+        ops += OPS_PER_STEP
+    return macs, moved, ops
+
+
+def generation_work(network, fixed_leaves=()) -> tuple:
+    """`(written, peak, steps)` of one run of a generator network with the
+    leaves at `fixed_leaves` fixed (a block of a tiled generation): the
+    numbers its contractions write (what its time follows, measured on
+    TFLM for ttn, aTTN and MERA), its largest state and its steps."""
+    plan = network.plan
+    trace = plan.mode_trace()
+    fixed = {trace.leaves[leaf] for leaf in fixed_leaves}
+
+    def entries(ids):
+        return math.prod(1 if m in fixed else trace.sizes[m] for m in ids)
+
+    written, peak, steps, modes = 0, 0, 0, []
+    for stage, stage_steps in zip(plan.stages, trace.stages):
+        if stage[0] == "latent":
+            modes = list(trace.latent)
+        for consumed, produced in stage_steps:
+            if stage[0] == "chain":
+                modes = modes + list(produced)
+            else:
+                modes = modes[len(consumed) :] + list(produced)
+            written += entries(modes)
+            peak = max(peak, entries(modes))
+            steps += 1
+    g = network.groups
+    return g * written, g * peak, steps
