@@ -303,7 +303,9 @@ class Trace:
 
         return DeviceContext(
             make_ops=lambda: DeviceOps(tf, anchor=anchor, reads=reads),
-            products={id(s.layer): product(s) for s in self.schedules.values()},
+            products={
+                id(s.layer): product(s) for s in self.schedules.values()
+            },
             read=_constant_reader(tf) if self._mode == "factorized" else None,
         )
 

@@ -19,7 +19,9 @@ def _entry(network, what):
     none, naming `what` was asked."""
     entry = FACTORIZATIONS.get(type(network))
     if entry is None:
-        raise ValueError(f"{what}: {class_reason(type(network), 'paired')}.")
+        raise ValueError(
+            f"{what}: {class_reason(type(network), 'paired')}."
+        )
     return entry
 
 

@@ -199,7 +199,9 @@ class GeneratedKernel(keras.layers.Layer):
             self.part_scale = self.add_weight(
                 name="part_scale",
                 shape=(spec.generator_groups, len(self.parts)),
-                initializer=tn_init.constant(calibration.part_scale(self)),
+                initializer=tn_init.constant(
+                    calibration.part_scale(self)
+                ),
                 trainable=False,
                 autocast=False,
             )

@@ -180,7 +180,9 @@ class Product:
             weight = self.formed(training, context)[name]
             return ops.einsum(equation, inputs, ops.cast(weight, dtype))
         lead = ops.shape(inputs)[: len(inputs.shape) - bound]
-        flat = ops.reshape(inputs, (*lead, math.prod(inputs.shape[-bound:])))
+        flat = ops.reshape(
+            inputs, (*lead, math.prod(inputs.shape[-bound:]))
+        )
         execution = kernel.factorized_execution
         y = execution.matmul(flat, part=part, read=_read(context))
         return ops.reshape(ops.cast(y, dtype), (*lead, *shape[bound:]))

@@ -246,7 +246,9 @@ class TNConv2D(GeneratorLayer):
         if getattr(self, "conv_groups", 1) != 1:
             reasons.append("channel `groups` > 1 are not contracted yet")
         if getattr(self, "data_format", "channels_last") != "channels_last":
-            reasons.append("data_format='channels_first' is not contracted yet")
+            reasons.append(
+                "data_format='channels_first' is not contracted yet"
+            )
         return tuple(reasons)
 
     @property

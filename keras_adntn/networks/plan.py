@@ -328,9 +328,7 @@ class Plan:
                 ops = [
                     f"{n}{shapes[n]}"
                     if isinstance(n, str)
-                    else f"{n[2]}+{n[1]}"
-                    if n
-                    else f"move({a})"
+                    else f"{n[2]}+{n[1]}" if n else f"move({a})"
                     for a, _, n in stage[1]
                 ]
                 lines.append("cycle: " + " ".join(ops))
