@@ -46,6 +46,23 @@ def test_compress_trained_model_runs():
     keras.backend.backend() != "tensorflow",
     reason="exports through a TensorFlow subprocess elsewhere; run once",
 )
+def test_tinyml_autoencoder_runs_whole_on_tflm(tmp_path):
+    pytest.importorskip("tflite_micro")
+    ref, tn = load("tinyml_autoencoder").main(
+        str(tmp_path), epochs=2, network="mpo", width=32, samples=300
+    )
+    # the whole TN model runs on TFLM as Keras computes it (int8), in less
+    # flash than its int8 Dense self and within the default arena
+    assert tn["int8_error"] < 0.25
+    assert tn["flash"] < ref["flash"]
+    assert tn["arena"] <= 256 * 1024
+    assert len(tn["plan"]) >= 10  # every TNDense planned and reported
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="exports through a TensorFlow subprocess elsewhere; run once",
+)
 def test_deploy_litert_runs(tmp_path):
     pytest.importorskip("tflite_micro")
     results = load("deploy_litert").main(str(tmp_path), epochs=3)

@@ -191,7 +191,11 @@ def test_cli_export_passes_arguments(saved, tmp_path, monkeypatch):
 
     def fake(model, path, mode, quantize, representative_dataset, **kw):
         calls.append((model, path, mode, quantize, representative_dataset))
-        assert kw == {"arena_budget": 2048, "strip_strings": True}
+        assert kw == {
+            "arena_budget": 2048,
+            "flash_budget": 1024**2,
+            "strip_strings": True,
+        }
         return "report"
 
     monkeypatch.setattr(keras_adntn.export, "export_litert", fake)
@@ -199,7 +203,8 @@ def test_cli_export_passes_arguments(saved, tmp_path, monkeypatch):
     np.savez(data, x=np.ones((5, 8, 8, 3), "f8"))
     out = os.path.join(tmp_path, "q.tflite")
     argv = ["export", saved, out, "--mode", "cached", "--quantize", "int8"]
-    argv += ["--sram", "2K", "--strip-strings", "--no-compare"]
+    argv += ["--sram", "2K", "--flash", "1M", "--strip-strings"]
+    argv += ["--no-compare"]
     assert main(argv + ["--data", data]) == 0
     model, path, mode, quantize, samples = calls[0]
     assert isinstance(model, keras.Model) and path == out

@@ -26,8 +26,6 @@ class CachedSchedule(ContractionSchedule):
         batch_size: the exported batch size.
     """
 
-    stores_kernel = True
-
     def __init__(self, layer, batch_size: int = 1):
         super().__init__(layer, batch_size)
         # generated now, outside the trace, as an export traces it (a QAT

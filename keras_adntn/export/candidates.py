@@ -82,11 +82,20 @@ class Candidate:
 
 def bytes_per_number(kind: str, quantize: str | None) -> int:
     """Bytes the file stores per number of a candidate's constants: int8
-    only for a stored kernel (the converter keeps the contractions and
-    generators in float32), float16 for every constant."""
+    for a stored kernel and a contraction's blocks (quantized in full; a
+    generation stays float32), float16 for every constant."""
     if quantize == "float16":
         return 2
-    return 1 if quantize == "int8" and kind == "cached" else 4
+    return 1 if quantize == "int8" and kind != "on_the_fly" else 4
+
+
+def arena_bytes(estimate: int, kind: str, quantize, batch, layer) -> int:
+    """A schedule's float32 arena `estimate` for the export: under int8 a
+    contraction's states hold one byte a number (its float32 input and
+    output kept for a model's first and last layer)."""
+    if quantize != "int8" or kind == "on_the_fly":
+        return int(estimate)
+    return int(estimate) // 4 + 4 * batch * (layer.input_dim + layer.units)
 
 
 def twin(layer, batch: int = 1) -> Candidate:
@@ -143,7 +152,13 @@ def _factorized(layer, quantize, batch, bias):
         schedule.block_entries * bytes_per_number("factorized", quantize)
         + bias
         + ops * device_cost.OP_FLASH_BYTES,
-        schedule.estimated_arena(batch),
+        arena_bytes(
+            schedule.estimated_arena(batch),
+            "factorized",
+            quantize,
+            batch,
+            layer,
+        ),
         device_cost.seconds(macs, moved, ops),
         lambda: schedule,
     )
@@ -163,7 +178,9 @@ def _headed(layer, quantize, batch, bias):
                 option["stored"] * per
                 + bias
                 + option["ops"] * device_cost.OP_FLASH_BYTES,
-                4 * option["arena"],
+                arena_bytes(
+                    4 * option["arena"], "headed", quantize, batch, layer
+                ),
                 device_cost.seconds(tiles * macs, tiles * moved, option["ops"]),
                 functools.partial(
                     HeadedSchedule, layer, batch, None, (steps, tiles)
@@ -193,7 +210,9 @@ def _on_the_fly(layer, quantize, batch, bias):
                 layer.name,
                 "on_the_fly",
                 f"{blocks} blocks" if fixed else "whole kernel",
-                params * per + bias + ops * device_cost.OP_FLASH_BYTES,
+                params * per
+                + bias
+                + ops * device_cost.GENERATION_OP_FLASH_BYTES,
                 schedule.estimated_arena(batch),
                 schedule.estimated_seconds(batch),
                 lambda schedule=schedule: schedule,

@@ -28,6 +28,11 @@ FACTORIZED_DEPLOYMENTS = (
     ("factorized float32", "factorized", None),
     ("factorized int8", "factorized", "int8"),
 )
+# the export's default (`mode="auto"`: the deployment plan), last
+PLANNED_DEPLOYMENTS = (
+    ("default plan float32", "auto", None),
+    ("default plan int8", "auto", "int8"),
+)
 
 
 @dataclasses.dataclass
@@ -228,7 +233,7 @@ def compare_deployments(
 def _deployments(model):
     """`DEPLOYMENTS`, plus the factorized rows where a layer of `model`
     is contracted with its cores (elsewhere they equal the on-the-fly
-    rows)."""
+    rows), then the default plan's rows."""
     from keras_adntn.export.contraction import FactorizedSchedule
     from keras_adntn.export.headed_contraction import HeadedSchedule
     from keras_adntn.export.tracing import generating_layers
@@ -237,5 +242,5 @@ def _deployments(model):
         FactorizedSchedule.applies(x) or HeadedSchedule.applies(x)
         for x in generating_layers(model)
     ):
-        return DEPLOYMENTS + FACTORIZED_DEPLOYMENTS
-    return DEPLOYMENTS
+        return DEPLOYMENTS + FACTORIZED_DEPLOYMENTS + PLANNED_DEPLOYMENTS
+    return DEPLOYMENTS + PLANNED_DEPLOYMENTS

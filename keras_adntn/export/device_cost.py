@@ -5,7 +5,8 @@ deployments by three estimates made from shapes alone, before anything is
 converted:
 
 - flash: the numbers stored times their bytes, plus the flatbuffer's
-  bookkeeping of every op and tensor (`OP_FLASH_BYTES` an op);
+  bookkeeping of every op and tensor (`OP_FLASH_BYTES` an op,
+  `GENERATION_OP_FLASH_BYTES` in a generation's loop);
 - arena: the largest state live at once (see each schedule's
   `estimated_arena`);
 - seconds: multiply-accumulates, numbers moved (reshapes, transposes,
@@ -24,8 +25,11 @@ MOVE_SECONDS = 1.0e-9
 OP_SECONDS = 2.0e-6
 # a generation's steps (broadcast MULs and sums): seconds per number written
 WRITE_SECONDS = 6.5e-9
-# flatbuffer bytes of one op with its tensors (names, shapes, quantisation)
-OP_FLASH_BYTES = 560
+# flatbuffer bytes of one op with its tensors (names, shapes, quantisation):
+# a contraction's ops, and a generation's (inside a WHILE loop's subgraphs,
+# each with its shape constants)
+OP_FLASH_BYTES = 150
+GENERATION_OP_FLASH_BYTES = 560
 # ops TFLM runs per contraction step of a generation or a chain block
 # (reshape, matmul or mul-and-sum, reshape, transpose)
 OPS_PER_STEP = 4

@@ -44,13 +44,16 @@ class DeviceSchedule:
             (see `tracing`); False where the cores are constants of a
             loop body, or where no kernel is generated.
         tiled: whether the kernel is generated block by block.
-        stores_kernel: whether the kernel is a constant of the file (an
-            int8 export quantizes it as an ordinary weight).
+        integer: whether its ops are matmuls, reshapes and transposes with
+            constant weights only (a stored kernel, or a contraction with
+            constant blocks; no generation), which an int8 export
+            quantizes in full: int8 weights and int8 activations, each
+            step calibrated.
     """
 
     anchored = True
     tiled = False
-    stores_kernel = False
+    integer = False
 
     def __init__(self, layer):
         self.layer = layer
@@ -202,6 +205,7 @@ class ContractionSchedule(DeviceSchedule):
     """
 
     anchored = False
+    integer = True
 
     def __init__(self, layer, batch_size: int = 1):
         super().__init__(layer)

@@ -140,3 +140,25 @@ def test_the_estimates_are_within_a_factor_of_two_of_tflm(
     assert arena / margin <= report.tflm_arena_bytes <= arena * margin
     assert report.tflm_arena_bytes <= DEFAULT_ARENA_BUDGET
     assert report.file_bytes < d_in * units  # below the int8 twin
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="measured in-process on TensorFlow (the route is the same)",
+)
+def test_an_int8_contraction_is_integer_throughout(tmp_path):
+    # planted: keeping the contraction's ops in float32 (as a generation
+    # is) leaves FULLY_CONNECTED / RESHAPE / TRANSPOSE in float32 and the
+    # blocks 4x larger
+    pytest.importorskip("tflite_micro")
+    model = _model(1024, 1024, "mpo", activation="relu")
+    data = np.random.default_rng(0).standard_normal((64, 1024))
+    data = data.astype("float32")
+    int8 = {"quantize": "int8", "representative_dataset": data}
+    twin = export_litert(model, tmp_path / "twin.tflite", mode="cached", **int8)
+    tn = export_litert(model, tmp_path / "tn.tflite", **int8)
+    assert tn.deployment[0]["chosen"]["kind"] == "factorized"
+    assert tn.float_ops == {}  # every op int8 but the input/output casts
+    assert tn.file_bytes * 100 < twin.file_bytes
+    # measured 0.049 against the twin's 0.060 (4096: 0.028 against 0.060)
+    assert tn.tflm_parity_rel_error <= 1.25 * twin.tflm_parity_rel_error

@@ -325,8 +325,12 @@ def test_compare_deployments_table(tmp_path):
     labels = [row.label for row in table.rows]
     assert labels[0].startswith("Dense twin")
     # a ttn layer is contracted with its head in mode="factorized"
-    assert len(labels) == 6
-    assert labels[4:] == ["factorized float32", "factorized int8"]
+    assert len(labels) == 8
+    assert labels[4:6] == ["factorized float32", "factorized int8"]
+    assert labels[6:] == ["default plan float32", "default plan int8"]
+    # the default int8 plan: the head's contraction quantized in full, so
+    # smaller than the factorized float32 file
+    assert table.rows[7].flash_bytes < table.rows[4].flash_bytes
     assert table.rows[0].latency_ratio == 1.0
     for row in table.rows:
         assert row.arena_bytes > 0 and row.flash_bytes > 0
