@@ -154,8 +154,9 @@ def test_cli_export(saved, tmp_path, capsys):
     # the report of the file written, measured on TFLM
     flash = os.path.getsize(out)
     assert f"file={flash:,} bytes" in printed
-    # the default mode: factorized (on the fly for the non-mpo layers here)
-    assert "mode=factorized" in printed and "TFLite Micro (measured)" in printed
+    # the default mode: the deployment plan, reported per TNDense
+    assert "mode=auto" in printed and "TFLite Micro (measured)" in printed
+    assert "deployment plan (estimates):" in printed
     # --sram 64K reached the export as a 65,536-byte arena budget and the
     # measured arena meets it (regression caught: --sram dropped or
     # misparsed, e.g. 64K read as 64,000, or the budget not enforced)

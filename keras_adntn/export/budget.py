@@ -1,9 +1,8 @@
 """Fitting the tensor arena into a budget: `fit`.
 
-Each generating layer gets its device schedule (`schedule.DeviceSchedule`):
-a `TNDense` the one its deployment plan chose (`deployment_plan`), a
-`TNConv2D` its `conv_tiling.ConvTiling` with the fewest blocks whose
-estimate fits the budget. The model is then converted and, where TensorFlow Lite
+Each `TNDense` and `TNConv2D` gets the device schedule
+(`schedule.DeviceSchedule`) its deployment plan chose (`deployment_plan`).
+The model is then converted and, where TensorFlow Lite
 Micro is installed, measured: blocks are added to the largest block (or a
 tree's head is taken in more tiles, `HeadedSchedule.smaller`) while the
 measured arena is over the budget, or removed while it stays within.
@@ -20,29 +19,11 @@ _MAX_FITS = 8
 def schedules(model, options: ExportOptions, plan=None) -> dict:
     """`{layer name: DeviceSchedule}` of the generating layers that do not
     simply generate their whole kernel (none in `"cached"` mode): the
-    `TNDense` layers as `plan` (a `deployment_plan.DeploymentPlan`)
-    chose, the `TNConv2D` layers tiled for the arena budget."""
-    from keras_adntn.export.contraction import FactorizedSchedule
-    from keras_adntn.export.conv_tiling import ConvTiling
-    from keras_adntn.export.tracing import generating_layers
-    from keras_adntn.layers.tn_conv2d import TNConv2D
-
-    mode, rows = options.model_mode, options.rows
-    if mode == "cached":
+    `TNDense` and `TNConv2D` layers as `plan` (a
+    `deployment_plan.DeploymentPlan`) chose."""
+    if options.model_mode == "cached" or plan is None:
         return {}
-    found = {} if plan is None else plan.schedules()
-    for layer in generating_layers(model):
-        if (
-            type(layer) is not TNConv2D
-            or not ConvTiling.applies(layer)
-            or (
-                mode == "factorized"
-                and FactorizedSchedule.contracts_in_trace(layer)
-            )
-        ):
-            continue  # a TNDense (planned), or its own path in the trace
-        found[layer.name] = ConvTiling.for_budget(layer, options.budget, rows)
-    return found
+    return plan.schedules()
 
 
 class Attempt:

@@ -20,10 +20,14 @@ layer as an int8 Dense layer) is the reference every plan is held to.
 
 import dataclasses
 import functools
+import math
 from typing import Callable
+
+import numpy as np
 
 from keras_adntn.export import device_cost
 from keras_adntn.export.cached import CachedSchedule
+from keras_adntn.export.cached import activation_entries
 from keras_adntn.export.cached import arena_of
 from keras_adntn.export.contraction import FactorizedSchedule
 from keras_adntn.export.headed_contraction import HeadedSchedule
@@ -37,6 +41,9 @@ MODE_KINDS = {
     "on_the_fly": ("on_the_fly",),
     "cached": ("cached",),
 }
+# a stored int8 kernel rounding this many times worse than a Gaussian
+# kernel's is left out of the plan where another deployment fits
+INT8_ERROR_FACTOR = 3.0
 # ops of a tiled generation's loop apart from its steps (counter, digits,
 # slices, the block's matmul and the running sum)
 _LOOP_OPS = 12
@@ -57,6 +64,10 @@ class Candidate:
         seconds: estimated seconds per call on TFLM's reference kernels
             (`device_cost`; meaningful as a ratio).
         make: returns its `DeviceSchedule` (None: the twin).
+        int8_error: for a kernel stored in int8, its relative rounding
+            error on the per-tensor int8 grid (`int8_rounding_error`),
+            else None; `int8_reference`: a Gaussian kernel's of its size
+            (`gaussian_int8_error`).
     """
 
     layer: str
@@ -66,6 +77,18 @@ class Candidate:
     arena_bytes: int
     seconds: float
     make: Callable = dataclasses.field(default=None, compare=False)
+    int8_error: float | None = None
+    int8_reference: float | None = None
+
+    @property
+    def int8_outliers(self) -> bool:
+        """Whether its int8 kernel rounds far worse than a Gaussian kernel
+        of its size (`INT8_ERROR_FACTOR` times): a generated kernel's
+        outliers set the int8 scale and most entries round to few
+        levels."""
+        if self.int8_error is None:
+            return False
+        return self.int8_error > INT8_ERROR_FACTOR * self.int8_reference
 
     def describe(self) -> str:
         """`"on_the_fly (64 blocks)"`."""
@@ -91,33 +114,54 @@ def bytes_per_number(kind: str, quantize: str | None) -> int:
 
 def arena_bytes(estimate: int, kind: str, quantize, batch, layer) -> int:
     """A schedule's float32 arena `estimate` for the export: under int8 a
-    contraction's states hold one byte a number (its float32 input and
-    output kept for a model's first and last layer)."""
+    contraction's states hold one byte a number (its int8 input and
+    output counted once more, for their conversions)."""
     if quantize != "int8" or kind == "on_the_fly":
         return int(estimate)
-    return int(estimate) // 4 + 4 * batch * (layer.input_dim + layer.units)
+    inputs, outputs = activation_entries(layer, batch)
+    return int(estimate) // 4 + inputs + outputs
+
+
+def kernel_macs(layer, batch: int = 1) -> tuple:
+    """`(kernel numbers, multiply-accumulates of one call)` of `layer`'s
+    product with its kernel (a matmul or a convolution)."""
+    dims = layer.generated_kernel.dims
+    _, outputs = activation_entries(layer, batch)
+    size = math.prod(dims)
+    return size, outputs * (size // dims[-1])
+
+
+def bias_bytes(layer) -> int:
+    """Bytes of the layer's bias (float32 or int32)."""
+    return 4 * layer.generated_kernel.dims[-1] if layer.use_bias else 0
 
 
 def twin(layer, batch: int = 1) -> Candidate:
-    """The layer as an int8 Dense layer: int8 weights, int32 bias."""
-    d_in, units = layer.input_dim, layer.units
+    """The layer as an int8 Dense (or Conv2D) layer: int8 weights, int32
+    bias."""
+    size, macs = kernel_macs(layer, batch)
     return Candidate(
         layer.name,
         "int8 Dense twin",
         "",
-        d_in * units + 4 * units + device_cost.OP_FLASH_BYTES,
-        arena_of(layer, batch),
-        device_cost.seconds(batch * d_in * units, ops=1),
+        size + bias_bytes(layer) + device_cost.OP_FLASH_BYTES,
+        arena_of(layer, batch, "int8"),
+        device_cost.seconds(macs, ops=1),
     )
 
 
 def candidates(layer, mode: str, quantize=None, batch: int = 1) -> list:
-    """Every `Candidate` of a `TNDense` of the kinds `mode` allows
-    (`MODE_KINDS`; `"factorized"` falls back to `"on_the_fly"` where
-    neither contraction applies, as the export always has)."""
+    """Every `Candidate` of a `TNDense` (or, `conv_candidates`, a
+    `TNConv2D`) of the kinds `mode` allows (`MODE_KINDS`; `"factorized"`
+    falls back to `"on_the_fly"` where no contraction applies, as the
+    export always has)."""
+    if len(layer.generated_kernel.dims) == 4:
+        from keras_adntn.export import conv_candidates
+
+        return conv_candidates.candidates(layer, mode, quantize, batch)
     kinds = MODE_KINDS[mode]
     found = []
-    bias = 4 * layer.units if layer.use_bias else 0
+    bias = bias_bytes(layer)
     if "factorized" in kinds and FactorizedSchedule.applies(layer):
         found.append(_factorized(layer, quantize, batch, bias))
     if "headed" in kinds and HeadedSchedule.applies(layer):
@@ -125,21 +169,49 @@ def candidates(layer, mode: str, quantize=None, batch: int = 1) -> list:
     if "on_the_fly" in kinds or (mode == "factorized" and not found):
         found += _on_the_fly(layer, quantize, batch, bias)
     if "cached" in kinds:
-        stored = layer.input_dim * layer.units
-        found.append(
-            Candidate(
-                layer.name,
-                "cached",
-                "int8 kernel" if quantize == "int8" else "kernel",
-                stored * bytes_per_number("cached", quantize)
-                + bias
-                + device_cost.OP_FLASH_BYTES,
-                arena_of(layer, batch),
-                device_cost.seconds(batch * stored, ops=1),
-                functools.partial(CachedSchedule, layer, batch),
-            )
-        )
+        found.append(cached(layer, quantize, batch))
     return found
+
+
+def cached(layer, quantize, batch):
+    """The `"cached"` candidate: the kernel stored (under int8 it is made
+    now, to weigh its rounding error)."""
+    stored, macs = kernel_macs(layer, batch)
+    make, error = functools.partial(CachedSchedule, layer, batch), None
+    if quantize == "int8":
+        schedule = CachedSchedule(layer, batch)
+        make, error = (lambda: schedule), int8_rounding_error(schedule.kernel)
+    return Candidate(
+        layer.name,
+        "cached",
+        "int8 kernel" if quantize == "int8" else "kernel",
+        stored * bytes_per_number("cached", quantize)
+        + bias_bytes(layer)
+        + device_cost.OP_FLASH_BYTES,
+        arena_of(layer, batch, quantize),
+        device_cost.seconds(macs, ops=1),
+        make,
+        error,
+        None if error is None else gaussian_int8_error(stored),
+    )
+
+
+def int8_rounding_error(kernel) -> float:
+    """`|W - Q(W)| / |W|` (Frobenius) of `kernel` on the per-tensor int8
+    grid (`max |W| / 127`) the converter stores FULLY_CONNECTED weights
+    on."""
+    kernel = np.asarray(kernel, np.float64)
+    step = max(float(np.abs(kernel).max()), 1e-30) / 127.0
+    rounded = np.round(kernel / step) * step
+    norm = max(float(np.linalg.norm(kernel)), 1e-30)
+    return float(np.linalg.norm(kernel - rounded) / norm)
+
+
+def gaussian_int8_error(size: int) -> float:
+    """The expected `int8_rounding_error` of a Gaussian kernel of `size`
+    entries: its largest entry is about `sqrt(2 ln size)` deviations, and
+    rounding adds a uniform error of a twelfth of the step squared."""
+    return math.sqrt(2.0 * math.log(max(size, 2))) / (127.0 * math.sqrt(12))
 
 
 def _factorized(layer, quantize, batch, bias):

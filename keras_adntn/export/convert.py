@@ -14,8 +14,9 @@ Quantisation:
   denylisted. A `TNDense` whose schedule is `integer` (a contraction with
   constant blocks, or its stored kernel: no generation) is quantized in
   full, each contraction step calibrated (measured at 1024 and 4096 mpo:
-  errors 0.049 and 0.028 against the int8 twin's 0.060). A layer trained with `kernel_quantization="int8"` still
-  rounds its generated blocks to its int8 grid (scales fixed at export).
+  errors 0.049 and 0.028 against the int8 twin's 0.060). A layer trained
+  with `kernel_quantization="int8"` still rounds its generated blocks to
+  its int8 grid (scales fixed at export).
 """
 
 import logging

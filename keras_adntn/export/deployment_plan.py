@@ -79,6 +79,13 @@ class LayerPlan:
         ]
         if self.is_twin:
             out.append("  stored as its int8 kernel: the twin's own layer")
+        if chosen.int8_outliers:
+            out.append(
+                f"  its int8 kernel rounds "
+                f"{chosen.int8_error / chosen.int8_reference:.1f}x worse than "
+                f"a Gaussian kernel's (outliers set the scale): expect more "
+                f"int8 error than a trained Dense layer's"
+            )
         elif self.twin_wins:
             out.append(
                 f"  the int8 Dense twin wins here: "
@@ -138,8 +145,10 @@ class DeploymentPlan:
     flash_budget: int | None
 
     def schedules(self) -> dict:
-        """`{layer name: DeviceSchedule}` of the chosen candidates."""
-        return {k: p.chosen.make() for k, p in self.layers.items()}
+        """`{layer name: DeviceSchedule}` of the chosen candidates (none
+        for a kernel generated whole in the trace)."""
+        made = {k: p.chosen.make() for k, p in self.layers.items()}
+        return {k: s for k, s in made.items() if s is not None}
 
     @property
     def flash_bytes(self) -> int:
@@ -173,9 +182,11 @@ def plan_model(model, options) -> DeploymentPlan:
             plan no `flash_budget`, naming the smallest that are possible.
     """
     from keras_adntn.export.tracing import generating_layers
+    from keras_adntn.layers.tn_conv2d import TNConv2D
     from keras_adntn.layers.tn_dense import TNDense
 
-    layers = [x for x in generating_layers(model) if type(x) is TNDense]
+    planned = (TNDense, TNConv2D)
+    layers = [x for x in generating_layers(model) if type(x) in planned]
     fitting, notes, all_candidates = {}, {}, {}
     for layer in layers:
         found = candidates_module.candidates(
@@ -206,6 +217,14 @@ def _fitting(layer, found, options):
     (the default budget: the smallest arena taken instead)."""
     budget = options.budget
     fits = [c for c in found if c.arena_bytes <= budget]
+    # an int8 kernel whose outliers set its scale is left out where a
+    # deployment that stores less fits
+    precise = [c for c in fits if not c.int8_outliers]
+    rough = [c for c in fits if c.int8_outliers]
+    if rough and any(
+        c.flash_bytes < min(r.flash_bytes for r in rough) for c in precise
+    ):
+        return precise, ""
     if fits:
         return fits, ""
     smallest = min(found, key=lambda c: c.arena_bytes)
@@ -287,7 +306,15 @@ def _rejected(pick, found, options) -> list:
         if not others or kind == pick.kind:
             continue
         fits = [c for c in others if c.arena_bytes <= options.budget]
-        if not fits:
+        outliers = all(c.int8_outliers for c in fits)
+        if fits and outliers and fits[0].flash_bytes > pick.flash_bytes:
+            best = fits[0]
+            why = (
+                f"int8 rounding error {best.int8_error:.3f} of its kernel, "
+                f"{best.int8_error / best.int8_reference:.1f}x a Gaussian "
+                f"kernel's (its outliers set the int8 scale)"
+            )
+        elif not fits:
             best = min(others, key=lambda c: c.arena_bytes)
             why = f"arena {best.arena_bytes:,} bytes over the budget"
         else:

@@ -97,9 +97,7 @@ class Flatbuffer:
 
     def is_constant(self, s, t):
         b = self.tensors[s][t].Buffer()
-        return 0 < b < len(self.buffers) and (
-            buffer_bytes(self.buffers[b]) > 0
-        )
+        return 0 < b < len(self.buffers) and (buffer_bytes(self.buffers[b]) > 0)
 
     def nbytes(self, s, t):
         tensor = self.tensors[s][t]

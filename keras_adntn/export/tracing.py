@@ -165,7 +165,7 @@ class EagerOps(KerasOps):
         return self._eager("take", x, index, axis)
 
 
-def _constant_reader(tf):
+def constant_reader(tf):
     """`variable -> its current value` read eagerly (outside the trace)."""
 
     def read(x):
@@ -303,10 +303,8 @@ class Trace:
 
         return DeviceContext(
             make_ops=lambda: DeviceOps(tf, anchor=anchor, reads=reads),
-            products={
-                id(s.layer): product(s) for s in self.schedules.values()
-            },
-            read=_constant_reader(tf) if self._mode == "factorized" else None,
+            products={id(s.layer): product(s) for s in self.schedules.values()},
+            read=constant_reader(tf) if self._mode == "factorized" else None,
         )
 
 

@@ -162,3 +162,20 @@ def test_an_int8_contraction_is_integer_throughout(tmp_path):
     assert tn.file_bytes * 100 < twin.file_bytes
     # measured 0.049 against the twin's 0.060 (4096: 0.028 against 0.060)
     assert tn.tflm_parity_rel_error <= 1.25 * twin.tflm_parity_rel_error
+
+
+def test_int8_plan_leaves_out_a_kernel_whose_outliers_set_the_scale():
+    # planted: without the error weighting, the plan stores this layer as
+    # its int8 kernel (the twin's size, faster), whose rounding error is
+    # about 4x a Gaussian kernel's
+    model = _model(128, 128, activation="relu")
+    data = np.random.default_rng(0).standard_normal((8, 128))
+    layer = _plan(model, quantize="int8", representative_dataset=data)
+    assert layer.chosen.kind != "cached"
+    why = dict((c.kind, w) for c, w in layer.rejected)["cached"]
+    assert "int8 rounding error" in why
+    # with a flash budget that buys speed, the precise plan is kept too
+    fast = _plan(
+        model, quantize="int8", representative_dataset=data, flash_budget="1M"
+    )
+    assert fast.chosen.kind != "cached"
