@@ -168,33 +168,7 @@ def _export_tensorflow(model, path, options, plan):
             f"max|output| = {parity:.3g} on a check input (expected <= "
             f"{tolerance:g}). Check the ops in the report."
         )
-    measured = {}
-    if attempt.tflm is None and attempt.failure is None and options.measure:
-        if tflm.available():
-            attempt.measure()
-    if attempt.failure is not None:
-        messages.append(
-            f"TensorFlow Lite Micro could not run the exported model "
-            f"(mode={mode!r}, quantize={quantize!r}), so its arena is not "
-            f"measured: {attempt.failure}"
-        )
-    if attempt.tflm is not None:
-        measured = dict(
-            tflm_arena_bytes=attempt.tflm.arena_bytes,
-            tflm_latency_s=attempt.tflm.latency_s,
-            tflm_parity_rel_error=convert_module.relative_error(
-                attempt.tflm.outputs, attempt.want
-            ),
-        )
-        if attempt.tflm.arena_bytes > budget:
-            messages.append(
-                f"The tensor arena measured on TensorFlow Lite Micro, "
-                f"{attempt.tflm.arena_bytes:,} bytes, exceeds "
-                f"arena_budget={budget:,} bytes even at the most blocks "
-                f"tried ({_describe(attempt.schedules)}). Generation keeps "
-                f"whole kernels in the arena for networks or layers that "
-                f"cannot be tiled (see keras_adntn.export.tiling)."
-            )
+    measured = _measured(attempt, options, messages)
     flash = options.flash_budget
     if flash is not None and len(flatbuffer) > flash:
         messages.append(
@@ -225,6 +199,39 @@ def _export_tensorflow(model, path, options, plan):
         warnings=messages,
         **measured,
         **report,
+    )
+
+
+def _measured(attempt, options, messages) -> dict:
+    """The TFLM fields of the report (measured now where not yet), and
+    the warnings about them appended to `messages`."""
+    mode, quantize, budget = options.mode_text, options.quantize, options.budget
+    if attempt.tflm is None and attempt.failure is None and options.measure:
+        if tflm.available():
+            attempt.measure()
+    if attempt.failure is not None:
+        messages.append(
+            f"TensorFlow Lite Micro could not run the exported model "
+            f"(mode={mode!r}, quantize={quantize!r}), so its arena is not "
+            f"measured: {attempt.failure}"
+        )
+    if attempt.tflm is None:
+        return {}
+    if attempt.tflm.arena_bytes > budget:
+        messages.append(
+            f"The tensor arena measured on TensorFlow Lite Micro, "
+            f"{attempt.tflm.arena_bytes:,} bytes, exceeds "
+            f"arena_budget={budget:,} bytes even at the most blocks "
+            f"tried ({_describe(attempt.schedules)}). Generation keeps "
+            f"whole kernels in the arena for networks or layers that "
+            f"cannot be tiled (see keras_adntn.export.tiling)."
+        )
+    return dict(
+        tflm_arena_bytes=attempt.tflm.arena_bytes,
+        tflm_latency_s=attempt.tflm.latency_s,
+        tflm_parity_rel_error=convert_module.relative_error(
+            attempt.tflm.outputs, attempt.want
+        ),
     )
 
 

@@ -186,7 +186,11 @@ def plan_model(model, options) -> DeploymentPlan:
     from keras_adntn.layers.tn_dense import TNDense
 
     planned = (TNDense, TNConv2D)
-    layers = [x for x in generating_layers(model) if type(x) in planned]
+    layers = [
+        x
+        for x in generating_layers(model)
+        if type(x) in planned and _has_shapes(x)
+    ]
     fitting, notes, all_candidates = {}, {}, {}
     for layer in layers:
         found = candidates_module.candidates(
@@ -210,6 +214,16 @@ def plan_model(model, options) -> DeploymentPlan:
             notes[layer.name],
         )
     return DeploymentPlan(plans, options.budget, options.flash_budget)
+
+
+def _has_shapes(layer) -> bool:
+    """Whether the layer's input shape is known (a layer of a functional
+    or Sequential model; a layer nested in another is traced as the
+    export always has, without a plan)."""
+    try:
+        return layer.input is not None
+    except (AttributeError, ValueError):
+        return False
 
 
 def _fitting(layer, found, options):
