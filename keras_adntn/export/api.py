@@ -9,9 +9,12 @@ from keras_adntn.export import budget as budget_module
 from keras_adntn.export import convert as convert_module
 from keras_adntn.export import tflm
 from keras_adntn.export.analysis import analyze_flatbuffer
+from keras_adntn.export.deployment_plan import plan_model
 from keras_adntn.export.options import ExportOptions
 from keras_adntn.export.report import ExportReport
 
+# Plans made again where TFLM measures more arena than estimated.
+_REFITS = 4
 # Relative error above which the export warns (int8: no check).
 _PARITY_WARNING = {None: 1e-3, "float16": 2e-2}
 
@@ -131,8 +134,6 @@ def export_model(model, path, options: ExportOptions) -> ExportReport:
             "Sequential or functional model called on `keras.Input`)."
         )
     path = os.fspath(path)
-    from keras_adntn.export.deployment_plan import plan_model
-
     plan = plan_model(model, options)  # impossible budgets raise here, fast
     if keras.backend.backend() != "tensorflow":
         from keras_adntn.export import remote
@@ -147,6 +148,7 @@ def _export_tensorflow(model, path, options, plan):
     mode, quantize = options.mode_text, options.quantize
     budget = options.budget
     attempt = budget_module.fit(model, options, plan)
+    plan, attempt = _refit(model, options, plan, attempt)
     flatbuffer = attempt.flatbuffer
     layers = [
         (layer.name, type(layer).__name__, int(layer.count_params()))
@@ -200,6 +202,40 @@ def _export_tensorflow(model, path, options, plan):
         **measured,
         **report,
     )
+
+
+def _refit(model, options, plan, attempt):
+    """Where TFLM measured an arena over the budget that the estimates
+    said fits (the model's live set holds more than its largest layer:
+    skip connections, conversions), the layer of the largest estimated
+    arena is planned again below it, and the new plan kept where it
+    measures smaller (at most `_REFITS` times)."""
+    caps = {}
+    for _ in range(_REFITS):
+        if attempt.tflm is None or attempt.tflm.arena_bytes <= options.budget:
+            break
+        largest = max(
+            (
+                p.chosen
+                for p in plan.layers.values()
+                if p.chosen.layer not in caps
+            ),
+            key=lambda c: c.arena_bytes,
+            default=None,
+        )
+        if largest is None:
+            break
+        caps[largest.layer] = largest.arena_bytes - 1
+        tighter = plan_model(model, options, caps)
+        if tighter.to_dicts() == plan.to_dicts():
+            continue
+        trial = budget_module.fit(model, options, tighter)
+        if trial.tflm is None or (
+            trial.tflm.arena_bytes >= attempt.tflm.arena_bytes
+        ):
+            break
+        plan, attempt = tighter, trial
+    return plan, attempt
 
 
 def _measured(attempt, options, messages) -> dict:

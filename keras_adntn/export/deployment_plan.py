@@ -173,9 +173,12 @@ class DeploymentPlan:
         return [p.to_dict() for p in self.layers.values()]
 
 
-def plan_model(model, options) -> DeploymentPlan:
-    """The `DeploymentPlan` of `model`'s `TNDense` layers under `options`
-    (an `ExportOptions`: its budgets, `mode`, `quantize`, batch size).
+def plan_model(model, options, caps: dict | None = None) -> DeploymentPlan:
+    """The `DeploymentPlan` of `model`'s `TNDense` and `TNConv2D` layers
+    under `options` (an `ExportOptions`: its budgets, `mode`, `quantize`,
+    batch size). `caps`: `{layer name: bytes}`, a smaller arena some
+    layers' estimates must fit (the export's refinement where TFLM
+    measured more than estimated; no error is raised for them).
 
     Raises:
         ValueError: where a layer fits no explicit `arena_budget`, or the
@@ -200,7 +203,9 @@ def plan_model(model, options) -> DeploymentPlan:
             options.rows,
         )
         all_candidates[layer.name] = found
-        fitting[layer.name], notes[layer.name] = _fitting(layer, found, options)
+        fitting[layer.name], notes[layer.name] = _fitting(
+            layer, found, options, (caps or {}).get(layer.name)
+        )
     chosen = _choose(
         fitting, options.flash_budget, _other_flash(model, layers, options)
     )
@@ -226,10 +231,11 @@ def _has_shapes(layer) -> bool:
         return False
 
 
-def _fitting(layer, found, options):
-    """The candidates within the arena budget, and a note where none is
-    (the default budget: the smallest arena taken instead)."""
-    budget = options.budget
+def _fitting(layer, found, options, cap=None):
+    """The candidates within the arena budget (and `cap`), and a note
+    where none is (the default budget or a cap: the smallest arena taken
+    instead)."""
+    budget = options.budget if cap is None else min(cap, options.budget)
     fits = [c for c in found if c.arena_bytes <= budget]
     # an int8 kernel whose outliers set its scale is left out where a
     # deployment that stores less fits
@@ -251,7 +257,7 @@ def _fitting(layer, found, options):
         f"flash); the smallest flash is {lightest.flash_bytes:,} bytes "
         f"({lightest.describe()}, {lightest.arena_bytes:,} bytes of arena)"
     )
-    if options.arena_budget is not None:
+    if options.arena_budget is not None and cap is None:
         raise ValueError(
             f"`arena_budget`: {text}. Give a larger `arena_budget` (the "
             f"CLI's --sram), or a layer mode that stores its kernel."
