@@ -56,6 +56,10 @@ def test_contraction_modes_match_kernel(mode, shape):
     y = to_np(layer(x))
     assert layer.contraction_mode == mode
     assert y.shape == shape[:-1] + (64,)
+    # the other mode, same cores: two independent computations agree
+    other = "kernel" if mode == "sites" else "sites"
+    twin = TNLayer(64, 6, 4, contraction=other, seed=1)
+    np.testing.assert_allclose(y, to_np(twin(x)), atol=1e-5)
     expected = x @ to_np(layer.kernel) + to_np(layer.bias)
     np.testing.assert_allclose(y, expected, atol=1e-5)
 

@@ -24,6 +24,7 @@ pytest.importorskip("tflite_micro")
 
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
+from keras_adntn import TNConv2D  # noqa: E402
 from keras_adntn import TNDense  # noqa: E402
 from keras_adntn.export import ExportReport  # noqa: E402
 from keras_adntn.export import export_litert  # noqa: E402
@@ -198,11 +199,10 @@ def test_cached_does_not_rely_on_converter_folding(tmp_path):
 
 @tf_backend_only
 def test_tnconv2d_both_modes(tmp_path):
-    tn_conv2d = pytest.importorskip("keras_adntn.layers.tn_conv2d")
     model = keras.Sequential(
         [
             keras.Input((8, 8, 4)),
-            tn_conv2d.TNConv2D(8, 3, padding="same", activation="relu"),
+            TNConv2D(8, 3, padding="same", activation="relu"),
             keras.layers.GlobalAveragePooling2D(),
             keras.layers.Dense(3),
         ]
@@ -229,8 +229,6 @@ def test_every_layer_type_exports_from_this_backend(tmp_path):
     caught: a layer whose saved file does not reload in the TensorFlow
     process, or whose generated kernel differs there (a backend-dependent
     generator), which the TensorFlow-only tests cannot see."""
-    from keras_adntn import TNConv2D
-
     inputs = keras.Input((6, 6, 2))
     h = TNConv2D(4, 3, seed=0)(inputs)
     h = keras.layers.Flatten()(h)

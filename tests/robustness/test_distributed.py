@@ -87,20 +87,22 @@ def test_jax_data_parallel_matches_one_device():
     assert [shape for _, shape in shards] == [[1024, 1024]] * 2
     # A shard_map step only all-reduces gradients of stored variables (the
     # largest is the 1024 bias), never a kernel-sized tensor.
-    assert layout["shard_map_largest_all_reduce"] <= 1024
+    # (positive controls: the bias's all-reduce is found, so a pattern that
+    # stops matching fails instead of passing at 0)
+    assert 0 < layout["shard_map_largest_all_reduce"] <= 1024
     # With the factorized path (mpo), the GSPMD-compiled step itself sends
     # only core-sized gradients (the merged sites' block matrices, at most
     # factorized.MAX_BLOCK_ENTRIES = 4096 numbers, and the bias)
     # across devices, not the 1M-entry kernel gradient, and holds no
     # kernel: catches a path that forms the kernel in training.
-    assert layout["mpo_largest_all_reduce"] <= 4096
+    assert 1024 <= layout["mpo_largest_all_reduce"] <= 4096
     assert layout["mpo_full_kernel_in_hlo"] == 0
     # A ttn's factorized path forms a head (1/8 of the kernel at 1024x1024)
     # from the cores on each device; GSPMD all-reduces that head's gradient
     # (measured 131,072 numbers), not the kernel's: catches a ttn step that
     # forms or all-reduces the whole kernel again.
     assert layout["ttn_full_kernel_in_hlo"] == 0
-    assert layout["ttn_largest_all_reduce"] <= 1024 * 1024 // 8
+    assert 1024 < layout["ttn_largest_all_reduce"] <= 1024 * 1024 // 8
 
 
 @pytest.mark.skipif(
