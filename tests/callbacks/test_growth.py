@@ -244,6 +244,63 @@ def test_bond_growth_selection_cap_and_patience():
         bad.on_train_begin()
 
 
+def _bonds(callback, layer, values, key="loss"):
+    """Feeds `values` as the monitored quantity, one per epoch, and
+    returns the layer's bond dimension after each epoch."""
+    callback.on_train_begin()
+    grown = []
+    for epoch, value in enumerate(values):
+        callback.on_epoch_end(epoch, {key: value})
+        grown.append(layer.bond_dim)
+    return grown
+
+
+def test_bond_growth_step_mode_cooldown_and_min_delta():
+    # planted: `step` ignored (grows by 1), `mode` ignored (an accuracy
+    # read as a loss), `cooldown` ignored (grows again at once), or
+    # `min_delta` ignored: each changes one of these sequences
+    model = _growth_model("auto")
+    first = model.layers[0]
+    steps = BondGrowth(monitor="loss", patience=1, step=2, layers=[first])
+    steps.set_model(model)
+    assert _bonds(steps, first, [1.0, 1.1, 1.2]) == [2, 4, 4]  # capped at 4
+    assert steps.events == [(1, first.name, 2, 4)]
+
+    for mode, key in (("max", "loss"), ("auto", "val_accuracy")):
+        model = _growth_model("auto")
+        first = model.layers[0]
+        rising = BondGrowth(monitor=key, patience=1, mode=mode)
+        rising.set_model(model)
+        # a rising quantity improves under max: no growth until it falls
+        assert _bonds(rising, first, [0.1, 0.2, 0.3, 0.2], key) == [
+            2,
+            2,
+            2,
+            3,
+        ]
+    model = _growth_model("auto")
+    first = model.layers[0]
+    falling = BondGrowth(monitor="loss", patience=1, mode="min")
+    falling.set_model(model)
+    assert _bonds(falling, first, [0.3, 0.2, 0.1, 0.2]) == [2, 2, 2, 3]
+
+    model = _growth_model("auto")
+    first = model.layers[0]
+    cool = BondGrowth(monitor="loss", patience=1, cooldown=2, layers=[first])
+    cool.set_model(model)
+    # grows at epoch 1, then cools down as Keras' ReduceLROnPlateau does
+    # (the counter falls at each epoch's end: one epoch skipped); without
+    # a cooldown it would grow at epoch 2 already
+    assert _bonds(cool, first, [1.0] * 5) == [2, 3, 3, 4, 4]
+
+    model = _growth_model("auto")
+    first = model.layers[0]
+    delta = BondGrowth(monitor="loss", patience=1, min_delta=0.1)
+    delta.set_model(model)
+    # 1.0 -> 0.95 is no improvement of more than 0.1: growth
+    assert _bonds(delta, first, [1.0, 0.95, 0.5]) == [2, 3, 3]
+
+
 def test_growth_does_not_reset_the_optimizer():
     model = _growth_model("auto")
     x = contract.random_inputs((32, 16))

@@ -221,9 +221,7 @@ def test_dmrg_lbl_moves_one_layer_at_a_time():
     cb = DMRGSweep(strategy="lbl")
     # 3 sites: one sweep is 4 pair steps (0, 1, 1, 0), one per batch;
     # steps 1-4 belong to the first layer, steps 5-8 to the second
-    model.fit(
-        x, x, batch_size=8, epochs=8, verbose=0, callbacks=[cb, Record()]
-    )
+    model.fit(x, x, batch_size=8, epochs=8, verbose=0, callbacks=[cb, Record()])
     assert cb.steps == 8 and len(snapshots) == 9
     for step in range(1, 9):
         before, after = snapshots[step - 1], snapshots[step]
@@ -234,6 +232,41 @@ def test_dmrg_lbl_moves_one_layer_at_a_time():
         ), step
         for old, new in zip(before[held], after[held]):
             np.testing.assert_allclose(new, old, atol=1e-7)
+
+
+def test_dmrg_epoch_frequency_cutoff_and_sweeps_per_layer():
+    """Regressions caught: `update_freq="epoch"` stepping per batch, a
+    `cutoff` that cuts nothing, `sweeps_per_layer` ignored by "lbl"."""
+    x = contract.random_inputs((16, 2))
+    model = small_model(num_sites=3, bond_dim=4)
+    model.compile(keras.optimizers.SGD(0.05), "mse")
+    cb = DMRGSweep(update_freq="epoch", cutoff=0.5)
+    model.fit(x, x[:, :1], batch_size=4, epochs=3, verbose=0, callbacks=[cb])
+    assert cb.steps == 3  # one pair step an epoch, not one a batch
+    spectra = list(cb.singular_values.values())
+    assert spectra and all(s[-1] > 0.5 * s[0] for s in spectra)
+    assert any(len(s) < 4 for s in spectra)  # the cutoff truncated
+
+    def second_moves(sweeps):
+        model = keras.Sequential(
+            [
+                keras.Input((8,)),
+                TNLayer(8, 3, 2, seed=0, name="first"),
+                TNLayer(8, 3, 2, seed=1, name="second"),
+            ]
+        )
+        x = contract.random_inputs((8, 8))
+        model(x)
+        before = to_np(model.layers[1].kernel)
+        model.compile(keras.optimizers.SGD(0.1), "mse")
+        cb = DMRGSweep(strategy="lbl", sweeps_per_layer=sweeps)
+        # 3 sites: a sweep is 4 pair steps; 8 steps are two sweeps
+        model.fit(x, x, batch_size=8, epochs=8, verbose=0, callbacks=[cb])
+        after = to_np(model.layers[1].kernel)
+        return not np.allclose(after, before, atol=1e-6)
+
+    assert second_moves(1)  # one sweep each: the second layer's turn came
+    assert not second_moves(2)  # two sweeps of the first layer first
 
 
 def _independent_spectra(layer):
