@@ -624,6 +624,40 @@ def test_parse_bytes():
         parse_bytes(True, "sram")
 
 
+def test_int8_plan_through_subprocess(tmp_path):
+    """The route of the jax / torch backends (forced under TensorFlow) for
+    an int8 export of the default plan: an mpo TNMultiHeadAttention and
+    an mpo TNDense, calibrated on samples written by this process.
+    Regression caught: calibration samples mangled on the way (a
+    mis-calibrated int8 model departs from Keras), the plan lost (the
+    report says which deployment each layer took), or the contraction
+    left in float32."""
+    from keras_adntn import TNMultiHeadAttention
+    from keras_adntn.export import remote
+    from keras_adntn.export.options import ExportOptions
+
+    inputs = keras.Input((4, 64))
+    h = TNMultiHeadAttention(2, 16, network="mpo", seed=0)(inputs, inputs)
+    dense = TNDense(256, network="mpo", activation="relu", seed=1)
+    model = keras.Model(inputs, dense(h))
+    data = _inputs((32, 4, 64))
+    path = str(tmp_path / "m.tflite")
+    kwargs = dict(quantize="int8", representative_dataset=data)
+    if BACKEND == "tensorflow":
+        report = remote.export_in_subprocess(
+            model, path, ExportOptions(**kwargs)
+        )
+    else:
+        report = export_litert(model, path, **kwargs)
+    assert report.route == "subprocess" and report.mode == "auto"
+    assert [row["layer"] for row in report.deployment] == [dense.name]
+    assert report.deployment[0]["chosen"]["kind"] == "factorized"
+    _assert_builtin_tflm(report)
+    # int8 on TFLM and LiteRT, calibrated on this process's samples
+    assert report.tflm_parity_rel_error < 0.1
+    assert _rel_error(model, report.path, data[:1]) < 0.1
+
+
 def test_export_through_subprocess(tmp_path):
     """The route of the jax / torch backends (forced under TensorFlow),
     with an arena budget: the tiles and the TFLM numbers come back."""
