@@ -54,6 +54,9 @@ def _model(width=1024, units=1024, network="mpo", **kwargs):
     )
 
 
+# a file's bytes beyond its constants: ops, tensors, names, metadata
+GRAPH_BYTES = 8 * 1024
+
 @pytest.mark.parametrize(
     "shape, kwargs, fraction, arena",
     [
@@ -79,6 +82,10 @@ def test_factorized_export_parity_without_kernel(
     # stored: the bias and core-sized blocks (merged sites, at most
     # MAX_DEVICE_BLOCK_ENTRIES numbers each), never the kernel
     assert layer.stored_bytes < 4 * shape[1] + kernel_bytes * fraction
+    # ...and the file says the same, whatever layer a constant is
+    # attributed to (the graph's own bookkeeping: under 8 KB here)
+    bound = 4 * shape[1] + kernel_bytes * fraction + GRAPH_BYTES
+    assert report.file_bytes < bound
     assert report.parity_rel_error <= 1e-4
     if report.tflm_arena_bytes is None:
         pytest.skip("tflite-micro is not installed: arena not measured")
@@ -149,6 +156,8 @@ def test_tree_contracts_with_a_constant_head(
     kernel_bytes = 4 * shape[0] * shape[1]
     # the head (a slice of the tree) and the last level's blocks
     assert report.layers[0].stored_bytes < kernel_bytes * fraction
+    bound = 4 * shape[1] + kernel_bytes * fraction + GRAPH_BYTES
+    assert report.file_bytes < bound  # the file, not only the attribution
     if report.tflm_arena_bytes is None:
         pytest.skip("tflite-micro is not installed: arena not measured")
     assert report.tflm_parity_rel_error <= 1e-4
