@@ -29,7 +29,6 @@ the int8 reference at an arena <= the reference's.
 """
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -44,9 +43,12 @@ from keras import layers  # noqa: E402
 
 from keras_adntn import TNConv2D  # noqa: E402
 from keras_adntn.export import export_litert  # noqa: E402
+from keras_adntn.export import tflm  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_tinyml_models import write_results  # noqa: E402
 
 KB = 1024
-RESULTS = os.path.join(os.path.dirname(__file__), "results")
 
 
 def gratings(n, seed=0):
@@ -112,18 +114,6 @@ def ds_cnn(tn, network):
     return keras.Model(inputs, layers.Dense(12)(x))
 
 
-def tflm_logits(path, x):
-    from tflite_micro.python.tflite_micro import runtime
-
-    interpreter = runtime.Interpreter.from_file(path, arena_size=4 * 1024**2)
-    out = []
-    for row in x:
-        interpreter.set_input(row[None], 0)
-        interpreter.invoke()
-        out.append(np.array(interpreter.get_output(0))[0])
-    return np.stack(out)
-
-
 def train(model, data, epochs):
     (x, y), _ = data
     model.compile(
@@ -144,7 +134,8 @@ def measure(name, model, data, tmp, arena_budget=None):
         representative_dataset=x[:200],
         arena_budget=arena_budget,
     )
-    got = tflm_logits(path, x_test)
+    with open(path, "rb") as f:
+        got = tflm.predict(f.read(), x_test)
     want = model.predict(x_test, verbose=0)
     return {
         "model": name,
@@ -222,14 +213,7 @@ def main(argv=None):
     for r in results[1::3] + results[2::3]:
         lines += ["", f"Deployment plan of {r['model']}:", "```"]
         lines += r["plan"] + ["```"]
-    text = "\n".join(lines)
-    print(text)
-    os.makedirs(RESULTS, exist_ok=True)
-    stem = os.path.join(RESULTS, f"tinyml_conv_{args.network}")
-    with open(stem + ".md", "w") as f:
-        f.write(text + "\n")
-    with open(stem + ".json", "w") as f:
-        json.dump(results, f, indent=1)
+    write_results(f"tinyml_conv_{args.network}", "\n".join(lines), results)
 
 
 if __name__ == "__main__":

@@ -91,10 +91,15 @@ def main(argv=None):
     lines += [f"- {'MET' if ok else 'MISSED'}: {text}" for text, ok in goals]
     lines += ["", "Deployment plan of the TN model:", "```"]
     lines += tn["plan"] + ["```"]
-    text = "\n".join(lines)
+    write_results(f"tinyml_models_{args.network}", "\n".join(lines), rows)
+
+
+def write_results(stem: str, text: str, rows: list) -> None:
+    """Prints `text` and writes it and `rows` under `benchmarks/results/`
+    as `<stem>.md` and `<stem>.json` (`bench_tinyml_conv.py` too)."""
     print(text)
     os.makedirs(RESULTS, exist_ok=True)
-    stem = os.path.join(RESULTS, f"tinyml_models_{args.network}")
+    stem = os.path.join(RESULTS, stem)
     with open(stem + ".md", "w") as f:
         f.write(text + "\n")
     with open(stem + ".json", "w") as f:

@@ -69,15 +69,11 @@ def auc(normal, anomalous):
 
 
 def tflm_outputs(path, x):
-    from tflite_micro.python.tflite_micro import runtime
+    """The model at `path` run on TFLM's interpreter, sample by sample."""
+    from keras_adntn.export import tflm
 
-    interpreter = runtime.Interpreter.from_file(path, arena_size=4 * 1024**2)
-    out = []
-    for row in x:
-        interpreter.set_input(row[None], 0)
-        interpreter.invoke()
-        out.append(np.array(interpreter.get_output(0))[0])
-    return np.stack(out)
+    with open(path, "rb") as f:
+        return tflm.predict(f.read(), x)
 
 
 def measure(name, model, x_train, normal, anomalous, tmp, epochs):

@@ -163,7 +163,7 @@ def candidates(layer, mode: str, quantize=None, batch: int = 1) -> list:
     found = []
     bias = bias_bytes(layer)
     if "factorized" in kinds and FactorizedSchedule.applies(layer):
-        found.append(_factorized(layer, quantize, batch, bias))
+        found.append(_factorized(layer, quantize, batch))
     if "headed" in kinds and HeadedSchedule.applies(layer):
         found += _headed(layer, quantize, batch, bias)
     if "on_the_fly" in kinds or (mode == "factorized" and not found):
@@ -214,15 +214,24 @@ def gaussian_int8_error(size: int) -> float:
     return math.sqrt(2.0 * math.log(max(size, 2))) / (127.0 * math.sqrt(12))
 
 
-def _factorized(layer, quantize, batch, bias):
+def _factorized(layer, quantize, batch):
     schedule = FactorizedSchedule(layer, batch)
-    macs, moved, ops = device_cost.plan_work(schedule.plan, batch)
+    work = device_cost.plan_work(schedule.plan, batch)
+    detail = f"{len(schedule.plan.blocks)} blocks"
+    return contraction(layer, detail, schedule, work, quantize, batch)
+
+
+def contraction(layer, detail, schedule, work, quantize, batch) -> Candidate:
+    """The `"factorized"` candidate of a contraction `schedule` whose call
+    does `work` (`(macs, numbers moved, ops)`)."""
+    macs, moved, ops = work
+    per = bytes_per_number("factorized", quantize)
     return Candidate(
         layer.name,
         "factorized",
-        f"{len(schedule.plan.blocks)} blocks",
-        schedule.block_entries * bytes_per_number("factorized", quantize)
-        + bias
+        detail,
+        schedule.block_entries * per
+        + bias_bytes(layer)
         + ops * device_cost.OP_FLASH_BYTES,
         arena_bytes(
             schedule.estimated_arena(batch),

@@ -41,26 +41,14 @@ def _factorized(layer, quantize, batch):
     schedule = FactorizedConvSchedule(layer, batch)
     macs, moved, ops = device_cost.plan_work(schedule.plan, schedule.pixels)
     kh, kw = layer.kernel_size
-    macs += kh * kw * schedule.depthwise_entries()
-    ops += _CONV_OPS
-    per = base.bytes_per_number("factorized", quantize)
-    return base.Candidate(
-        layer.name,
-        "factorized",
-        f"{len(schedule.plan.blocks)} blocks, {schedule.plan.direction}",
-        schedule.block_entries * per
-        + base.bias_bytes(layer)
-        + ops * device_cost.OP_FLASH_BYTES,
-        base.arena_bytes(
-            schedule.estimated_arena(batch),
-            "factorized",
-            quantize,
-            batch,
-            layer,
-        ),
-        device_cost.seconds(macs, moved, ops),
-        lambda: schedule,
+    work = (
+        macs + kh * kw * schedule.depthwise_entries(),
+        moved,
+        ops + _CONV_OPS,
     )
+    plan = schedule.plan
+    detail = f"{len(plan.blocks)} blocks, {plan.direction}"
+    return base.contraction(layer, detail, schedule, work, quantize, batch)
 
 
 def _on_the_fly(layer, batch, whole):

@@ -156,6 +156,25 @@ def _measure_here(flatbuffer, inputs, repeats, low=0, high=None, log=None):
     return TFLMResult(arena, float(np.median(times)), outputs)
 
 
+def predict(flatbuffer: bytes, x, arena: int = 4 * 1024**2) -> np.ndarray:
+    """The first output of a single-input model run on TFLM's interpreter
+    for every sample of `x` (axis 0), one invoke each, stacked.
+
+    Args:
+        flatbuffer: the `.tflite` file's bytes.
+        x: samples along axis 0, as the model's input takes them.
+        arena: the tensor arena (bytes).
+
+    Returns:
+        `(len(x), ...)` outputs, float32 (or the model's output dtype).
+    """
+    with quiet_fd():
+        interpreter = _interpreter(flatbuffer, arena)
+    if interpreter is None:
+        raise RuntimeError(f"TFLM could not allocate the model in {arena:,}.")
+    return np.stack([_invoke(interpreter, [row])[0][0] for row in x])
+
+
 def measure(flatbuffer: bytes, inputs, repeats: int = 3) -> TFLMResult:
     """Smallest arena, latency and outputs of a model on TFLM.
 
