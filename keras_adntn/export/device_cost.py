@@ -16,8 +16,6 @@ converted:
   plan compares candidates, and the report shows the measured latency.
 """
 
-import math
-
 # TFLM reference kernels on the host (float32 and int8 alike, within 2x):
 # seconds per multiply-accumulate, per number moved, and per op invoked.
 MAC_SECONDS = 0.7e-9
@@ -71,24 +69,5 @@ def generation_work(network, fixed_leaves=()) -> tuple:
     leaves at `fixed_leaves` fixed (a block of a tiled generation): the
     numbers its contractions write (what its time follows, measured on
     TFLM for ttn, aTTN and MERA), its largest state and its steps."""
-    plan = network.plan
-    trace = plan.mode_trace()
-    fixed = {trace.leaves[leaf] for leaf in fixed_leaves}
-
-    def entries(ids):
-        return math.prod(1 if m in fixed else trace.sizes[m] for m in ids)
-
-    written, peak, steps, modes = 0, 0, 0, []
-    for stage, stage_steps in zip(plan.stages, trace.stages):
-        if stage[0] == "latent":
-            modes = list(trace.latent)
-        for consumed, produced in stage_steps:
-            if stage[0] == "chain":
-                modes = modes + list(produced)
-            else:
-                modes = modes[len(consumed) :] + list(produced)
-            written += entries(modes)
-            peak = max(peak, entries(modes))
-            steps += 1
-    g = network.groups
-    return g * written, g * peak, steps
+    latent, states = network.plan.sliced_states(list(fixed_leaves))
+    return sum(states), max([latent, *states]), len(states)

@@ -412,13 +412,21 @@ class Plan:
         """Largest state (entries, all groups) of a run with `leaves`
         fixed (`run_plan(..., fixed=...)`): what a block of the tiled
         export holds at its widest."""
+        latent, states = self.sliced_states(leaves)
+        return max([latent, *states])
+
+    def sliced_states(self, leaves) -> tuple:
+        """`(latent entries, [entries after each contraction])` of a run
+        with `leaves` fixed, all groups: the states a block of a tiled
+        generation writes, in order."""
         trace = self.mode_trace()
         fixed = {trace.leaves[leaf] for leaf in leaves}
-        modes, peak = [], 0
 
         def entries(ids):
-            return math.prod(1 if m in fixed else trace.sizes[m] for m in ids)
+            size = math.prod(1 if m in fixed else trace.sizes[m] for m in ids)
+            return self.groups * size
 
+        modes, states = [], []
         for stage, steps in zip(self.stages, trace.stages):
             if stage[0] == "latent":
                 modes = list(trace.latent)
@@ -427,6 +435,5 @@ class Plan:
                     modes = modes + list(produced)
                 else:
                     modes = modes[len(consumed) :] + list(produced)
-                peak = max(peak, entries(modes))
-            peak = max(peak, entries(modes))
-        return self.groups * peak
+                states.append(entries(modes))
+        return entries(trace.latent), states

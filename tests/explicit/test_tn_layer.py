@@ -188,9 +188,8 @@ def test_dmrg_truncation_keeps_shapes_and_cuts_the_bond():
     assert all(len(s) == 1 for s in cb.singular_values.values())
 
 
-def test_dmrg_lbl_moves_one_layer_at_a_time():
-    """Regression caught: "lbl" updating every layer at once (as "pal"),
-    never updating, or never moving on to the next layer."""
+def _two_tn_layers():
+    """A built model of two 3-site TNLayers, and an input batch."""
     model = keras.Sequential(
         [
             keras.Input((8,)),
@@ -200,6 +199,13 @@ def test_dmrg_lbl_moves_one_layer_at_a_time():
     )
     x = contract.random_inputs((8, 8))
     model(x)
+    return model, x
+
+
+def test_dmrg_lbl_moves_one_layer_at_a_time():
+    """Regression caught: "lbl" updating every layer at once (as "pal"),
+    never updating, or never moving on to the next layer."""
+    model, x = _two_tn_layers()
     first, second = model.layers
 
     def state():
@@ -248,15 +254,7 @@ def test_dmrg_epoch_frequency_cutoff_and_sweeps_per_layer():
     assert any(len(s) < 4 for s in spectra)  # the cutoff truncated
 
     def second_moves(sweeps):
-        model = keras.Sequential(
-            [
-                keras.Input((8,)),
-                TNLayer(8, 3, 2, seed=0, name="first"),
-                TNLayer(8, 3, 2, seed=1, name="second"),
-            ]
-        )
-        x = contract.random_inputs((8, 8))
-        model(x)
+        model, x = _two_tn_layers()
         before = to_np(model.layers[1].kernel)
         model.compile(keras.optimizers.SGD(0.1), "mse")
         cb = DMRGSweep(strategy="lbl", sweeps_per_layer=sweeps)
