@@ -14,7 +14,7 @@ from keras_adntn.export.options import ExportOptions
 from keras_adntn.export.report import ExportReport
 
 # Plans made again where TFLM measures more arena than estimated.
-_REFITS = 4
+_REFITS = 8
 # Relative error above which the export warns (int8: no check).
 _PARITY_WARNING = {None: 1e-3, "float16": 2e-2}
 
