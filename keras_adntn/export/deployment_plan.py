@@ -1,8 +1,9 @@
 """The per-model deployment plan: which way each TN layer runs on the board.
 
-`plan_model` weighs every `TNDense`'s candidates (`candidates.Candidate`:
-factorized, headed, on the fly, cached, each sized every way it can be)
-against the board's budgets, before anything is converted:
+`plan_model` weighs every `TNDense`'s and `TNConv2D`'s candidates
+(`candidates.Candidate`: factorized, headed, on the fly, cached, each
+sized every way it can be) against the board's budgets, before anything
+is converted:
 
 1. Each layer keeps the candidates whose estimated arena fits the arena
    budget (the model's arena is its largest live set, so each layer must
@@ -17,10 +18,12 @@ against the board's budgets, before anything is converted:
    that fits the arena.
 
 The chosen schedules are then converted and measured on TFLM where it is
-installed (`budget.fit` refines the arena there). The plan keeps, per
-layer, the chosen candidate, the best rejected one of every other kind
-with the reason, and the int8 Dense twin, and says where the twin is
-smaller and faster than every deployment of the layer.
+installed (`budget.fit` refines the blocks there, and the export plans
+the largest layer again where the measured arena is over the budget).
+The plan keeps, per layer, the chosen candidate, the best rejected one
+of every other kind with the reason, and the int8 Dense twin, and says
+where the twin is smaller and faster than every deployment of the
+layer.
 """
 
 import dataclasses
@@ -195,13 +198,16 @@ def plan_model(model, options, caps: dict | None = None) -> DeploymentPlan:
         if type(x) in planned and _has_shapes(x)
     ]
     fitting, notes, all_candidates = {}, {}, {}
-    for layer in layers:
+    for layer in list(layers):
         found = candidates_module.candidates(
             layer,
             options.layer_mode(layer.name),
             options.quantize,
             options.rows,
         )
+        if not found:  # e.g. a grouped conv asked to store its kernel
+            layers.remove(layer)
+            continue
         all_candidates[layer.name] = found
         fitting[layer.name], notes[layer.name] = _fitting(
             layer, found, options, (caps or {}).get(layer.name)
