@@ -1,4 +1,8 @@
-"""Every way to deploy one `TNDense`, with its estimated costs: `Candidate`.
+"""Every way to deploy one TN layer, with its estimated costs: `Candidate`.
+
+This module makes a `TNDense`'s candidates (`conv_candidates` a
+`TNConv2D`'s, with the shared pieces here: the twin, the stored kernel,
+a contraction's candidate).
 
 A layer's candidates are its device schedules (`schedule.DeviceSchedule`)
 of every kind that applies, each sized every way it can be:
@@ -173,7 +177,7 @@ def candidates(layer, mode: str, quantize=None, batch: int = 1) -> list:
     return found
 
 
-def cached(layer, quantize, batch):
+def cached(layer, quantize, batch: int = 1) -> Candidate:
     """The `"cached"` candidate: the kernel stored (under int8 it is made
     now, to weigh its rounding error)."""
     stored, macs = kernel_macs(layer, batch)
