@@ -39,6 +39,7 @@ so a fixed leaf is sliced where its gate makes it.
 
 import numpy as np
 
+from keras_adntn.export import device_cost
 from keras_adntn.export.schedule import TiledSchedule
 from keras_adntn.export.schedule import slicing_pays
 from keras_adntn.networks.executors import permute_modes
@@ -105,8 +106,6 @@ class DenseTiling(TiledSchedule):
         """Modeled seconds of one call on TFLM (`device_cost`): every
         block's generation (the numbers its steps write) and the
         product."""
-        from keras_adntn.export import device_cost
-
         layer = self.layer
         written, _, _ = device_cost.generation_work(
             layer.generated_kernel.network, self.fixed_leaves
