@@ -226,7 +226,7 @@ def _refit(model, options, plan, attempt):
         if largest is None:
             break
         caps[largest.layer] = largest.arena_bytes - 1
-        tighter = plan_model(model, options, caps)
+        tighter = plan_model(model, options, caps, plan.candidates)
         if tighter.to_dicts() == plan.to_dicts():
             continue
         trial = budget_module.fit(model, options, tighter)

@@ -73,10 +73,10 @@ class Attempt:
 
 
 def fit(model, options: ExportOptions, plan=None) -> Attempt:
-    """Converts the schedules of `plan` (and the tiled convolutions),
-    then, measured on TFLM, takes smaller schedules while the arena is
-    over the budget (`_smaller`), or, for the tiled layers, faster ones
-    while it stays within (`_faster`)."""
+    """Converts the schedules of `plan`, then, measured on TFLM, takes
+    smaller schedules while the arena is over the budget (`_smaller`), or,
+    for the tiled layers, faster ones while it stays within
+    (`_faster`)."""
     budget = options.budget
     attempt = Attempt(model, options, schedules(model, options, plan))
     if not (options.measure and tflm.available()):

@@ -138,14 +138,18 @@ class DeploymentPlan:
     """What `plan_model` chose.
 
     Attributes:
-        layers: `{layer name: LayerPlan}` of the planned `TNDense` layers.
+        layers: `{layer name: LayerPlan}` of the planned layers.
         arena_budget: the arena budget in force (bytes).
         flash_budget: the flash budget (bytes), or None.
+        candidates: `{layer name: [Candidate]}`, every candidate the plan
+            chose from (a plan made again reuses them: `plan_model`'s
+            `candidates`).
     """
 
     layers: dict
     arena_budget: int
     flash_budget: int | None
+    candidates: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def schedules(self) -> dict:
         """`{layer name: DeviceSchedule}` of the chosen candidates (none
@@ -153,19 +157,8 @@ class DeploymentPlan:
         made = {k: p.chosen.make() for k, p in self.layers.items()}
         return {k: s for k, s in made.items() if s is not None}
 
-    @property
-    def flash_bytes(self) -> int:
-        """Estimated flash of the planned layers (they add up)."""
-        return sum(p.chosen.flash_bytes for p in self.layers.values())
-
-    @property
-    def arena_bytes(self) -> int:
-        """Estimated arena of the planned layers (the largest)."""
-        arenas = [p.chosen.arena_bytes for p in self.layers.values()]
-        return max(arenas, default=0)
-
     def lines(self) -> list:
-        """The report's lines: every planned layer, then the totals."""
+        """The report's lines: every planned layer's."""
         out = []
         for layer in self.layers.values():
             out += layer.lines()
@@ -176,12 +169,17 @@ class DeploymentPlan:
         return [p.to_dict() for p in self.layers.values()]
 
 
-def plan_model(model, options, caps: dict | None = None) -> DeploymentPlan:
+def plan_model(
+    model, options, caps: dict | None = None, candidates: dict | None = None
+) -> DeploymentPlan:
     """The `DeploymentPlan` of `model`'s `TNDense` and `TNConv2D` layers
     under `options` (an `ExportOptions`: its budgets, `mode`, `quantize`,
     batch size). `caps`: `{layer name: bytes}`, a smaller arena some
     layers' estimates must fit (the export's refinement where TFLM
     measured more than estimated; no error is raised for them).
+    `candidates`: those of an earlier plan of the same model and options
+    (`DeploymentPlan.candidates`), so that a plan made again does not
+    make them again (an int8 kernel is generated to weigh its error).
 
     Raises:
         ValueError: where a layer fits no explicit `arena_budget`, or the
@@ -199,12 +197,15 @@ def plan_model(model, options, caps: dict | None = None) -> DeploymentPlan:
     ]
     fitting, notes, all_candidates = {}, {}, {}
     for layer in list(layers):
-        found = candidates_module.candidates(
-            layer,
-            options.layer_mode(layer.name),
-            options.quantize,
-            options.rows,
-        )
+        if candidates is not None:
+            found = candidates.get(layer.name, [])
+        else:
+            found = candidates_module.candidates(
+                layer,
+                options.layer_mode(layer.name),
+                options.quantize,
+                options.rows,
+            )
         if not found:  # e.g. a grouped conv asked to store its kernel
             layers.remove(layer)
             continue
@@ -224,7 +225,9 @@ def plan_model(model, options, caps: dict | None = None) -> DeploymentPlan:
             _rejected(pick, all_candidates[layer.name], options),
             notes[layer.name],
         )
-    return DeploymentPlan(plans, options.budget, options.flash_budget)
+    return DeploymentPlan(
+        plans, options.budget, options.flash_budget, all_candidates
+    )
 
 
 def _has_shapes(layer) -> bool:
