@@ -20,12 +20,9 @@ import numpy as np
 from keras import ops
 
 from keras_adntn import factorized
+from keras_adntn.export import device_cost
 from keras_adntn.export.schedule import ContractionSchedule
 from keras_adntn.networks import executors
-
-# TFLM's arena holds every op's and tensor's bookkeeping (measured: about
-# 140 bytes an op of these graphs)
-_OP_BYTES = 140
 
 
 class FactorizedSchedule(ContractionSchedule):
@@ -83,7 +80,8 @@ class FactorizedSchedule(ContractionSchedule):
         live = plan.peak_entries(batch) + batch * (
             plan.in_size + plan.groups * plan.out_dim
         )
-        return 4 * live + _OP_BYTES * 4 * len(plan.blocks)
+        op_count = 4 * len(plan.blocks)
+        return 4 * live + op_count * device_cost.OP_ARENA_BYTES
 
     def matmul(self, tf, inputs, make_ops=None, scales=None):
         """`inputs @ kernel` as builtins (`make_ops`, `scales`: unused,

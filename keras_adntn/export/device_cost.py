@@ -28,6 +28,9 @@ WRITE_SECONDS = 6.5e-9
 # each with its shape constants)
 OP_FLASH_BYTES = 150
 GENERATION_OP_FLASH_BYTES = 560
+# TFLM's arena also holds every op's and tensor's bookkeeping (measured:
+# about 140 bytes an op of these graphs; 36 float32 numbers)
+OP_ARENA_BYTES = 144
 # ops TFLM runs per contraction step of a generation or a chain block
 # (reshape, matmul or mul-and-sum, reshape, transpose)
 OPS_PER_STEP = 4

@@ -35,15 +35,13 @@ import math
 import numpy as np
 
 from keras_adntn import factorized
+from keras_adntn.export import device_cost
 from keras_adntn.export.contraction import TfOps
 from keras_adntn.export.schedule import ContractionSchedule
 from keras_adntn.networks import executors
 
 # the arena a tree's tiles are sized for when the export has no budget
 DEFAULT_ARENA_BYTES = 64 * 1024
-# TFLM's arena also holds every op's and tensor's bookkeeping (measured:
-# about 140 bytes an op of these graphs), in float32 numbers
-_OP_ENTRIES = 36
 
 
 class HeadedSchedule(ContractionSchedule):
@@ -242,5 +240,5 @@ def _options(layer, rows):
                 "stored": size + tail,
                 "arena": plan.peak_entries(rows)
                 + rows * (whole.in_size + 3 * out)
-                + ops * _OP_ENTRIES,
+                + ops * device_cost.OP_ARENA_BYTES // 4,
             }
