@@ -50,10 +50,11 @@ def check_symbolic_call(layer, input_shape):
 
 
 TORCH_COMPILE_SKIP = (
-    "torch.compile takes about 70 s per model on this CPU; jit_compile=True "
-    "on torch runs for each generated layer type (TNDense ttn and mpo, "
-    "TNConv2D, TNMultiHeadAttention), growth and the cache, not for every "
-    "network or the explicit family"
+    "torch.compile takes 30-170 s per model on this CPU; jit_compile=True "
+    "on torch runs once per generated layer type (TNDense ttn, TNConv2D, "
+    "TNMultiHeadAttention), not for every network, the factorized path, "
+    "growth, the cache or the explicit family (all run under XLA on "
+    "TensorFlow and JAX)"
 )
 
 

@@ -74,18 +74,32 @@ def test_mixed_precision():
     contract.check_mixed_precision(lambda: AIM(seed=0), x, "mixed_float16")
 
 
-def test_dttn_learns_digits():
+def test_dttn_learns_digits_in_its_aim_blocks():
+    """The patch embedding and downsampling convolutions are frozen, so the
+    AIM blocks must learn; the control freezes them too: 0.57-0.71 against
+    0.95 trained (TensorFlow, JAX, torch; seed 0). With the convolutions
+    trained, frozen AIM blocks reach 0.93, so that accuracy says nothing."""
     digits = load_digits()
     x = (digits.images / 16.0).astype("float32")[..., None]
     y = digits.target
     idx = np.random.default_rng(0).permutation(len(x))
     train, test = idx[:1300], idx[1300:]
-    model = build_dttn((8, 8, 1), 10, stages=(1, 1), channels=(16, 32), seed=0)
-    model.compile(
-        keras.optimizers.Adam(3e-3),
-        "sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    model.fit(x[train], y[train], batch_size=100, epochs=8, verbose=0)
-    _, accuracy = model.evaluate(x[test], y[test], verbose=0)
-    assert accuracy >= 0.90
+    accuracy = {}
+    for aim_trainable in (True, False):
+        model = build_dttn(
+            (8, 8, 1), 10, stages=(1, 1), channels=(16, 32), seed=0
+        )
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.Conv2D):
+                layer.trainable = False
+            elif isinstance(layer, AIM):
+                layer.trainable = aim_trainable
+        model.compile(
+            keras.optimizers.Adam(3e-3),
+            "sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        model.fit(x[train], y[train], batch_size=100, epochs=8, verbose=0)
+        accuracy[aim_trainable] = model.evaluate(x[test], y[test], verbose=0)[1]
+    assert accuracy[True] >= 0.90, accuracy
+    assert accuracy[True] >= accuracy[False] + 0.15, accuracy

@@ -55,9 +55,11 @@ def test_kernel_matches_its_generator_blocks(groups):
     np.testing.assert_allclose(
         kernel, np.concatenate(list(blocks), axis=1), atol=1e-6
     )
-    # calibrated to glorot_uniform's std for the kernel's fans
+    # calibrated to glorot_uniform's std for the kernel's fans, per group:
+    # with 4 groups their means differ and the whole kernel's std is 1.6%
+    # above
     want = calibration.kernel_std(None, 24, 16)
-    assert abs(kernel.std() / want - 1) < 0.35
+    assert abs(kernel.std() / want - 1) < (0.001 if groups == 1 else 0.05)
 
 
 def test_joint_parts_each_get_their_own_scale():

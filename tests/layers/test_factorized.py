@@ -131,7 +131,7 @@ def test_jit_fit_matches_eager(network):
     )
     x = contract.random_inputs((32, 32))
     y = contract.random_inputs((32, 16), seed=1)
-    contract.check_jit_fit(model, x, y, torch_compile=True)
+    contract.check_jit_fit(model, x, y)
 
 
 def test_auto_chooses_factorized_for_a_large_layer():

@@ -143,7 +143,9 @@ def test_initial_kernel_std_is_glorot_scale():
             kernel = ops.convert_to_numpy(layer.kernel)
             ratio = kernel.std() / target
             assert np.isfinite(kernel).all(), (network, bond_dim)
-            assert 0.5 <= ratio <= 2.0, (network, bond_dim, ratio)
+            # per group exactly; the whole kernel within 1e-4 (groups'
+            # means differ)
+            assert abs(ratio - 1) <= 0.01, (network, bond_dim, ratio)
 
 
 def test_config_round_trip():
@@ -279,7 +281,39 @@ def test_large_kernel_is_fine_with_same_padding():
     assert tuple(y.shape) == (1, 3, 3, 4)
 
 
-def test_digits_cnn_reaches_90_percent():
+def _digits_cnn(trainable):
+    keras.utils.set_random_seed(0)
+    convs = [
+        TNConv2D(32, 3, padding="same", activation="relu", bond_dim=4, seed=0),
+        TNConv2D(
+            32,
+            3,
+            strides=2,
+            padding="same",
+            activation="relu",
+            bond_dim=4,
+            seed=1,
+        ),
+    ]
+    for conv in convs:
+        conv.trainable = trainable
+    model = keras.Sequential(
+        [keras.Input((8, 8, 1)), *convs, keras.layers.Flatten()]
+        + [keras.layers.Dense(10)]
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def test_digits_cnn_learns_beyond_its_frozen_convolutions():
+    """The same CNN with its TN convolutions frozen (a trained Dense head
+    on random generated features) is the control: 0.81-0.82 against
+    0.94-0.96 trained (TensorFlow, JAX, torch; seed 0). Regression caught:
+    convolution cores that get no useful gradient."""
     datasets = pytest.importorskip("sklearn.datasets")
     model_selection = pytest.importorskip("sklearn.model_selection")
     digits = datasets.load_digits()
@@ -288,33 +322,12 @@ def test_digits_cnn_reaches_90_percent():
     x_train, x_test, y_train, y_test = model_selection.train_test_split(
         x, y, test_size=0.25, random_state=0, stratify=y
     )
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [
-            keras.Input((8, 8, 1)),
-            TNConv2D(
-                32, 3, padding="same", activation="relu", bond_dim=4, seed=0
-            ),
-            TNConv2D(
-                32,
-                3,
-                strides=2,
-                padding="same",
-                activation="relu",
-                bond_dim=4,
-                seed=1,
-            ),
-            keras.layers.Flatten(),
-            keras.layers.Dense(10),
-        ]
-    )
-    # The convolutions hold 2 x 32 bias + their cores; Dense(10) the rest.
-    assert sum(layer.count_params() for layer in model.layers[:2]) < 1000
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-2),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    model.fit(x_train, y_train, batch_size=64, epochs=8, verbose=0)
-    _, accuracy = model.evaluate(x_test, y_test, verbose=0)
-    assert accuracy >= 0.90
+    accuracy = {}
+    for trainable in (True, False):
+        model = _digits_cnn(trainable)
+        # The convolutions hold 2 x 32 bias + their cores.
+        assert sum(layer.count_params() for layer in model.layers[:2]) < 1000
+        model.fit(x_train, y_train, batch_size=64, epochs=8, verbose=0)
+        accuracy[trainable] = model.evaluate(x_test, y_test, verbose=0)[1]
+    assert accuracy[True] >= 0.90, accuracy
+    assert accuracy[True] >= accuracy[False] + 0.08, accuracy

@@ -89,7 +89,9 @@ def test_initial_kernel_std_is_glorot_scale(network, bond_dim):
     layer.build((None, 200))
     kernel = ops.convert_to_numpy(layer.kernel)
     ratio = kernel.std() / tn_init.glorot_std(200, 96)
-    assert np.isfinite(kernel).all() and 0.5 <= ratio <= 2.0
+    assert np.isfinite(kernel).all()
+    # per group exactly; the whole kernel within 2e-4 (groups' means differ)
+    assert abs(ratio - 1) <= 0.01, ratio
 
 
 def test_same_seed_same_initial_weights():
@@ -155,9 +157,9 @@ def test_jit_compile_fit(network):
         [keras.Input((12,)), TNDense(8, network=network, seed=0)]
     )
     x = contract.random_inputs((32, 12))
-    # torch.compile: ttn (a nonlinear generator) and mpo (the default,
-    # factorized path); the other networks skip for time
-    compiled = network in ("ttn", "mpo")
+    # torch.compile: one case per layer type, the default network; the
+    # other networks, the factorized path, growth and the cache skip there
+    compiled = network == "ttn"
     contract.check_jit_fit(model, x, x[:, :8], torch_compile=compiled)
 
 

@@ -229,7 +229,7 @@ def test_initial_kernel_std_is_glorot_scale():
                 target = tn_init.glorot_std(48, 64)
                 ratio = kernel.std() / target
                 assert np.isfinite(kernel).all(), (network, name)
-                assert 0.5 <= ratio <= 2.0, (network, bond_dim, name, ratio)
+                assert abs(ratio - 1) <= 0.01, (network, bond_dim, name, ratio)
 
 
 def test_config_round_trip():
@@ -353,13 +353,15 @@ def test_bad_arguments_raise():
         )
 
 
-def _token_classifier(attention):
+def _token_classifier(attention_trainable):
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8,), dtype="int32")
-    h = keras.layers.Embedding(6, 16)(inputs)
-    if attention:
-        h = TNMultiHeadAttention(2, 8, seed=0)(h, h)
-    h = keras.layers.GlobalAveragePooling1D()(h)
+    embedding = keras.layers.Embedding(6, 16)
+    embedding.trainable = False
+    attention = TNMultiHeadAttention(2, 8, seed=0)
+    attention.trainable = attention_trainable
+    h = embedding(inputs)
+    h = keras.layers.GlobalAveragePooling1D()(attention(h, h))
     model = keras.Model(inputs, keras.layers.Dense(2)(h))
     model.compile(
         optimizer=keras.optimizers.Adam(1e-2),
@@ -369,29 +371,30 @@ def _token_classifier(attention):
     return model
 
 
-def test_transformer_classifier_learns():
+def test_transformer_classifier_learns_in_its_attention():
     """Label: exactly one of the tokens 1 and 2 occurs in the sequence
-    (an XOR of two presences). Without attention, the pooled embeddings
-    give a linear function of the token counts, which cannot express it
-    (0.76 held out, the control below); with TNMultiHeadAttention the
-    same model reaches 0.98 (TensorFlow, seed 0). Regression caught: an
-    attention layer whose generated kernels do not learn or whose
-    scores do not mix the tokens (it then scores like the control)."""
+    (an XOR of two presences). The embeddings are frozen, so the
+    attention's generated kernels must learn it: 0.93-0.98 held out,
+    against 0.68 with the attention frozen too (TensorFlow, JAX, torch;
+    seed 0), which is what pooled embeddings without attention score. With
+    trained embeddings a frozen attention layer also reaches 0.97, so that
+    control would say nothing. Regression caught: generated kernels that
+    do not learn, or scores that do not mix the tokens."""
     rng = np.random.default_rng(0)
     tokens = rng.integers(1, 6, size=(1024, 8))
     labels = ((tokens == 1).any(1) ^ (tokens == 2).any(1)).astype("int32")
     train, test = slice(0, 768), slice(768, None)
     scores = {}
-    for attention in (True, False):
-        model = _token_classifier(attention)
+    for trainable in (True, False):
+        model = _token_classifier(trainable)
         model.fit(
-            tokens[train], labels[train], batch_size=64, epochs=10, verbose=0
+            tokens[train], labels[train], batch_size=64, epochs=20, verbose=0
         )
-        scores[attention] = model.evaluate(
+        scores[trainable] = model.evaluate(
             tokens[test], labels[test], verbose=0
         )[1]
-    assert scores[True] >= scores[False] + 0.1, scores
-    assert scores[True] >= 0.9, scores
+    assert scores[True] >= scores[False] + 0.15, scores
+    assert scores[True] >= 0.85, scores
 
 
 def test_legacy_groups_config_and_no_single_kernel():
