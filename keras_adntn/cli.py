@@ -9,9 +9,10 @@
   measured on TensorFlow Lite Micro, with every deployment mode side by
   side with the Dense twin (`--no-compare` to skip);
 - `keras-adntn compress MODEL.keras DATA.npz OUT.keras [--network ttn
-  --bond-dim N | --ratio R] [--layers a,b] [--epochs E]`: replaces the
-  largest layers of a trained model with TN layers and fine-tunes it by
-  distillation (`keras_adntn.compress.compress`).
+  --bond-dim N | --ratio R | --max-loss L] [--layers a,b] [--epochs E]`:
+  replaces the largest layers of a trained model with TN layers and
+  fine-tunes it by distillation (`keras_adntn.compress.compress`); without
+  a size, the smallest that loses at most 0.005 on held-out data.
 
 Usage errors (missing or unreadable files, wrong formats, data that does
 not fit the model) print one `error: ...` line and exit with status 2.
@@ -201,10 +202,24 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
         "--network", default="ttn", help="ttn, attn, mera, brickwall or mpo"
     )
     command.add_argument(
-        "--bond-dim", type=int, default=None, help="bond dim (default 2)"
+        "--bond-dim", type=int, default=None, help="bond dim (a fixed size)"
     )
     command.add_argument(
         "--ratio", type=float, default=None, help="target compression ratio"
+    )
+    command.add_argument(
+        "--max-loss",
+        type=float,
+        default=None,
+        help="the smallest size losing at most this on the validation data "
+        "(accuracy points as a fraction, or relative MSE; the default, "
+        "0.005, when no size is given)",
+    )
+    command.add_argument(
+        "--search-budget",
+        type=int,
+        default=6,
+        help="most sizes the --max-loss search tries (default 6)",
     )
     command.add_argument(
         "--layers", default=None, help="comma-separated layer names"
@@ -229,7 +244,8 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
     command.add_argument(
         "--validation",
         default=None,
-        help="validation .npz (x, y) or a fraction of the data to hold out",
+        help="validation .npz (x, y) or a fraction of the data to hold out "
+        "(default: x_val, y_val of the data, else 20%% of it)",
     )
 
 
@@ -291,6 +307,8 @@ def main(argv=None) -> int:
                 network=args.network,
                 bond_dim=args.bond_dim,
                 ratio=args.ratio,
+                max_loss=args.max_loss,
+                search_budget=args.search_budget,
                 layers=args.layers,
                 epochs=args.epochs,
                 max_layers=args.max_layers,

@@ -233,6 +233,8 @@ def compress_command(
     network: str = "ttn",
     bond_dim: int | None = None,
     ratio: float | None = None,
+    max_loss: float | None = None,
+    search_budget: int = 6,
     layers: str | None = None,
     epochs: int = 10,
     max_layers: int = 1,
@@ -250,8 +252,11 @@ def compress_command(
             on which teacher and student are scored).
         output: the `.keras` file to write the compressed model to.
         network: generator network of the new layers.
-        bond_dim: bond dimension (default 2 unless `ratio` is given).
+        bond_dim: bond dimension (a fixed size).
         ratio: target compression ratio instead of `bond_dim`.
+        max_loss: instead of a size, the loss the smallest size may cost
+            on the validation data (default 0.005 when no size is given).
+        search_budget: most sizes the `max_loss` search tries.
         layers: comma-separated names of the layers to replace (default:
             the `max_layers` largest).
         epochs: epochs of distillation fine-tuning.
@@ -261,8 +266,9 @@ def compress_command(
         init: initialisation (`auto`, `activations`, `reconstruction`,
             `svd`, `random`).
         validation: None, a `.npz` with arrays `x`, `y`, or a fraction in
-            (0, 1) of the data to hold out: where the best fine-tuning
-            epoch is chosen and the models are scored.
+            (0, 1) of the data to hold out: where the size and the best
+            fine-tuning epoch are chosen and the models are scored
+            (default: `x_val`, `y_val` of the data, else 20% of it).
         verbose: Keras verbosity of the fits (0, 1 or 2).
 
     Returns:
@@ -278,8 +284,9 @@ def compress_command(
     """
     from keras_adntn.compress import compress
 
-    if bond_dim is not None and ratio is not None:
-        raise CLIError("give either --bond-dim or --ratio, not both")
+    sizes = [bond_dim, ratio, max_loss]
+    if sum(v is not None for v in sizes) > 1:
+        raise CLIError("give at most one of --bond-dim, --ratio and --max-loss")
     if not output.endswith(".keras"):
         raise CLIError(f"the output must end in '.keras', got {output}")
     out_dir = os.path.dirname(os.path.abspath(output))
@@ -303,6 +310,8 @@ def compress_command(
             network=network,
             bond_dim=bond_dim,
             target_ratio=ratio,
+            max_loss=max_loss,
+            search_budget=search_budget,
             layers=names,
             max_layers=max_layers,
             epochs=epochs,

@@ -7,7 +7,8 @@ After the checks of its arguments and data, in five steps:
 2. convert each (`convert_layer`, what `TNDense.from_dense`,
    `TNConv2D.from_conv2d` and
    `TNMultiHeadAttention.from_multi_head_attention` do), data-aware on the
-   layer's real inputs;
+   layer's real inputs, at a fixed size or at each size the `max_loss`
+   search tries (steps 2-4 once per size, `search`);
 3. clone the model with the new layers (every other weight copied);
 4. fine-tune by distillation from the original, keeping the best epoch;
 5. evaluate: output errors of the replaced layers, task scores.
@@ -15,11 +16,13 @@ After the checks of its arguments and data, in five steps:
 
 import sys
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import keras
 
 from keras_adntn.compress import finetune
 from keras_adntn.compress import graph
+from keras_adntn.compress import search
 from keras_adntn.compress.checks import CompressArguments
 from keras_adntn.compress.checks import check_arguments
 from keras_adntn.compress.convert import convert_layer
@@ -40,6 +43,8 @@ def compress(
     network: str = "ttn",
     bond_dim: int | None = None,
     target_ratio: float | None = None,
+    max_loss: float | None = None,
+    search_budget: int = 6,
     layers: list | None = None,
     max_layers: int = 1,
     min_params: int = 1024,
@@ -79,11 +84,31 @@ def compress(
     `"svd"` (only `network="mpo"`) the TT-SVD of the teacher kernel (exact
     at full bond); `"random"` keeps the calibrated random initialisation.
 
+    The size: `bond_dim` or `target_ratio` fix it. Without either, the
+    search finds the smallest replacement whose validation score loses at
+    most `max_loss` (default 0.005: half an accuracy point, or 0.5% more
+    mean squared error; half the point a user usually allows, because a
+    held-out split of a few hundred samples measures the loss to about
+    +-0.5 points) against the teacher's on the same data: the replaced
+    layers share one bond dimension, tried by bisection from bond 1 up to
+    the largest that still shrinks every layer 2x; each size tried costs
+    one initialisation and one fine-tuning, at most `search_budget` in
+    all (`report.search` lists them). When no size is within the loss, the
+    best size tried is returned and the report says so.
+
+    Validation data decide every choice (the size, the best epoch) and
+    the report's scores. Without `validation_data` (and no `x_val`,
+    `y_val` in a mapping), 20% of `data` is held out, stratified by class
+    for labels, and the student trains on the rest; `report.evaluated_on`
+    names the split.
+
     Fine-tuning keeps the best weights seen on the validation data (the
     initialisation counts as epoch 0), so the returned student is never
     worse there than its initialisation; a diverging run (non-finite or
     exploding loss) is stopped, rolled back and reported
-    (`report.fine_tuning`).
+    (`report.fine_tuning`). A student at chance after its initialisation
+    is reported as such (the layers are compressed past what their
+    initialisation represents).
 
     Classification (integer labels or one-hot targets with a multi-class
     output) is fine-tuned with `Distiller` (the output can be logits or a
@@ -106,11 +131,18 @@ def compress(
             shaped `(n,)` or `(n, 1)`, as in `fit`.
         network: generator network, one of `"ttn"`, `"attn"`, `"mera"`,
             `"brickwall"`, `"mpo"`.
-        bond_dim: bond dimension of the new layers (default 2 when
-            `target_ratio` is not given either).
+        bond_dim: bond dimension of the new layers (a fixed size).
         target_ratio: instead of `bond_dim`: per layer, the largest bond
             dimension whose compression ratio (dense / stored parameters,
             bias included) is still >= this number (> 1).
+        max_loss: instead of a fixed size (and the default, 0.005, when
+            neither `bond_dim` nor `target_ratio` is given): the loss
+            against the teacher the smallest size may cost on the
+            validation data, >= 0: accuracy points as a fraction
+            (classification), or the relative increase of the mean
+            squared error (regression).
+        search_budget: at most this many sizes tried (initialised and
+            fine-tuned) by the `max_loss` search, int >= 1.
         layers: names of the layers to replace (default: the largest).
         max_layers: how many of the largest layers to replace when
             `layers` is None, int >= 1.
@@ -129,9 +161,10 @@ def compress(
             in [0, 1].
         task: `"auto"`, `"classification"` or `"regression"`.
         validation_data: `(x, y)` or a mapping with `"x"`, `"y"`, or a
-            fraction in (0, 1) of `data` to hold out: where the best
-            fine-tuning epoch is chosen and the report scores teacher and
-            student (default: `x_val`/`y_val` of a mapping, else `data`).
+            fraction in (0, 1) of `data` to hold out: where the size and
+            the best fine-tuning epoch are chosen and the report scores
+            teacher and student (default: `x_val`/`y_val` of a mapping,
+            else 20% of `data` held out, stratified by class).
         verbose: 0 (silent), 1 (one plain line per phase: select,
             initialise, fine-tune, evaluate) or 2 (also one line per
             epoch).
@@ -160,8 +193,8 @@ def compress(
     """
     # -- checks: nothing is built or trained before all of them pass
     a = check_arguments(model, CompressArguments.of(locals()))
-    x, y, val = check_data(model, data, validation_data, a.seed)
-    data = predict_and_label(model, x, y, val, a.task, a.batch_size)
+    x, y, val, split = check_data(model, data, validation_data, a.seed)
+    data = predict_and_label(model, x, y, val, split, a.task, a.batch_size)
     log = _progress(a.verbose)
     # 1. select
     chosen, skipped = _select(model, a)
@@ -169,8 +202,31 @@ def compress(
         f"compress [1/4] select: {[layer.name for layer in chosen] or 'none'}"
         f" -> network={a.network!r}"
     )
+    searched = None
+    if a.max_loss is None or not chosen:
+        sizes = {layer.name: _size(layer, a) for layer in chosen}
+        built = _student(model, chosen, data, a, sizes, log)
+    else:
+        built, searched = _search(model, chosen, data, a, log)
+    # 5. evaluate
+    report = evaluate(model, chosen, skipped, data, built, log, search=searched)
+    return built.student, report
+
+
+class _Built(NamedTuple):
+    """One student made by steps 2-4."""
+
+    student: keras.Model
+    rows: list
+    scores: dict
+    tuning: dict
+    tuned: bool
+
+
+def _student(model, chosen, data, a: CompressArguments, sizes, log):
+    """Steps 2-4 at `sizes` (`{name: (bond dimension, note)}`)."""
     # 2. convert
-    new_layers, rows = _convert_chosen(model, chosen, data, a, log)
+    new_layers, rows = _convert_chosen(model, chosen, data, a, sizes, log)
     # 3. clone
     student = graph.clone_with(model, new_layers)
     for row in rows:
@@ -185,15 +241,38 @@ def compress(
         tuning = _fine_tune(model, student, data, a, scores, log)
     else:
         log("compress [3/4] fine-tune: skipped (epochs=0)")
-    # 5. evaluate
-    report = evaluate(
-        model, student, chosen, rows, skipped, data, scores, tuning, tuned, log
+    scores["student_final"] = (
+        finetune.score(student, data.vx, data.vy, data.task, a.batch_size)
+        if tuned
+        else scores["student_init"]
     )
-    return student, report
+    return _Built(student, rows, scores, tuning, tuned)
+
+
+def _search(model, chosen, data, a: CompressArguments, log) -> tuple:
+    """Steps 2-4 at each size the bisection tries: `(the smallest student
+    within max_loss, or the best one tried; the search's record)`."""
+    ladder = search.size_ladder(chosen, a.network, a.search_budget)
+    log(
+        f"compress [search] smallest bond in {ladder} losing <= "
+        f"{a.max_loss:g} on {data.evaluated_on}"
+    )
+
+    def make(bond):
+        sizes = {layer.name: (bond, "") for layer in chosen}
+        return _student(model, chosen, data, a, sizes, log)
+
+    built, record = search.run(
+        ladder, make, data.task, a.max_loss, a.epochs, log
+    )
+    return built, {**record, "budget": a.search_budget}
 
 
 def _size(layer, a: CompressArguments) -> tuple:
-    """`(bond dimension, note)` of `layer`'s replacement."""
+    """`(bond dimension, note)` of `layer`'s replacement (bond 1 while
+    the search has not chosen)."""
+    if a.max_loss is not None:
+        return 1, ""
     return layer_size(layer, a.network, a.bond_dim, a.target_ratio)
 
 
@@ -208,7 +287,7 @@ def _select(model, a: CompressArguments) -> tuple:
     )
 
 
-def _convert_chosen(model, chosen, data, a: CompressArguments, log) -> tuple:
+def _convert_chosen(model, chosen, data, a: CompressArguments, sizes, log):
     """Step 2 on every chosen layer: `({name: new layer}, report rows)`."""
     new_layers, rows = {}, []
     for k, old in enumerate(chosen):
@@ -217,7 +296,7 @@ def _convert_chosen(model, chosen, data, a: CompressArguments, log) -> tuple:
             old,
             data,
             a.network,
-            _size(old, a),
+            sizes[old.name],
             a.init,
             a.reconstruction_steps,
             a.init_learning_rate,

@@ -87,7 +87,9 @@ def convert_layer(
         )
     adapter.check(layer)
     networks.get(network)
-    bond_dim, target_ratio = check_size(bond_dim, target_ratio)
+    if bond_dim is None and target_ratio is None:
+        bond_dim = 2
+    bond_dim, target_ratio, _ = check_size(bond_dim, target_ratio)
     steps = check_int("steps", steps, 0)
     learning_rate = check_number(
         "learning_rate", learning_rate, 0.0, low_open=True

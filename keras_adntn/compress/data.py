@@ -6,6 +6,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
+# the fraction of `data` held out when no validation data are given
+DEFAULT_HOLD_OUT = 0.2
+
 
 @dataclasses.dataclass
 class _Data:
@@ -13,24 +16,31 @@ class _Data:
 
     x: object  # model inputs: an array, or a list of arrays
     y: np.ndarray
-    vx: object  # validation inputs (`x` when there are none)
+    vx: object  # validation inputs
     vy: np.ndarray
     pred: np.ndarray  # the teacher's predictions on `x`
     vpred: np.ndarray  # and on `vx`
     task: str  # "classification" or "regression"
-    evaluated_on: str  # "validation_data" or "data"
+    evaluated_on: str  # which split: "validation_data", "x_val/y_val of
+    # data" or "20% of data held out (stratified, seed 0)"
     batch_size: int  # of the predictions
 
 
 def check_data(model, data, validation_data, seed) -> tuple:
-    """`(x, y, val)` of `data` and `validation_data` (a fraction of `data`
-    held out with `seed`, `(x, y)`, a mapping or None), checked against
-    the model's inputs; `val` is None when there are no validation
-    data."""
+    """`(x, y, val, split)` of `data` and `validation_data` (a fraction of
+    `data` held out with `seed`, `(x, y)`, a mapping or None), checked
+    against the model's inputs. Without validation data (None, and no
+    `x_val`/`y_val` in a mapping) `DEFAULT_HOLD_OUT` of `data` is held out,
+    stratified by class for labels: sizes and epochs are never chosen on
+    the data the student trains on. `split` names where `val` comes
+    from."""
     x, y, val = _split_data("data", data)
     x, y = _check_xy("data", x, y, model)
+    split = "x_val/y_val of data"
     fraction = None
-    if _is_fraction(validation_data):
+    if validation_data is None and val is None:
+        fraction = DEFAULT_HOLD_OUT
+    elif _is_fraction(validation_data):
         fraction = float(validation_data)
         if not 0.0 < fraction < 1.0:
             raise ValueError(
@@ -40,18 +50,20 @@ def check_data(model, data, validation_data, seed) -> tuple:
     elif validation_data is not None:
         vx, vy, _ = _split_data("validation_data", validation_data)
         val = (vx, vy)
-    if val is not None:
+        split = "validation_data"
+    if fraction is not None:
+        x, y, val, split = _hold_out(x, y, fraction, seed)
+    else:
         val = _check_xy("validation_data", val[0], val[1], model)
-    elif fraction is not None:
-        x, y, val = _hold_out(x, y, fraction, seed)
-    return x, y, val
+    return x, y, val, split
 
 
-def predict_and_label(model, x, y, val, task, batch_size) -> _Data:
+def predict_and_label(model, x, y, val, split, task, batch_size) -> _Data:
     """The teacher's predictions, the task (`"auto"` resolved) and the
-    targets checked and shaped for it."""
-    evaluated_on = "validation_data" if val is not None else "data"
-    vx, vy = val if val is not None else (x, y)
+    targets checked and shaped for it; `split` names the validation
+    data."""
+    evaluated_on = split
+    vx, vy = val
     pred = _predict("data", model, x, batch_size)
     vpred = _predict(evaluated_on, model, vx, batch_size)
     task = _task(_labels("data", y, pred, "auto"), pred, task)
@@ -144,24 +156,55 @@ def _is_fraction(value) -> bool:
     )
 
 
+def _classes(y):
+    """Class labels of targets `y` to stratify on, or None (regression
+    targets, or more distinct values than half the samples)."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim == 2 and y.shape[1] > 1 and set(np.unique(y)) <= {0, 1}:
+        if np.all(y.sum(1) == 1):
+            return np.argmax(y, 1)
+    if y.ndim == 1 and np.allclose(y, np.round(y)):
+        if len(np.unique(y)) <= len(y) / 2:
+            return y
+    return None
+
+
 def _hold_out(x, y, fraction, seed):
-    """`(x_train, y_train, (x_val, y_val))`: a random `fraction` held out."""
+    """`(x_train, y_train, (x_val, y_val), split)`: `fraction` of the
+    samples held out at random, per class where `y` holds classes."""
     xs = x if isinstance(x, list) else [x]
     n = len(y)
-    count = int(round(fraction * n))
+    rng = np.random.default_rng(seed)
+    classes = _classes(y)
+    if classes is None:
+        order = rng.permutation(n)
+        held = order[: int(round(fraction * n))]
+    else:
+        held = []
+        for c in np.unique(classes):
+            members = rng.permutation(np.flatnonzero(classes == c))
+            held.extend(members[: int(round(fraction * len(members)))])
+        held = np.asarray(held, dtype=int)
+    count = len(held)
     if count < 1 or count >= n:
         raise ValueError(
             f"`validation_data`={fraction!r} holds out {count} of {n} "
-            f"samples; it must leave at least one on each side."
+            f"samples of `data`; it must leave at least one on each side "
+            f"(give validation data of your own for data this small)."
         )
-    order = np.random.default_rng(seed).permutation(n)
-    held, kept = np.sort(order[:count]), np.sort(order[count:])
+    mask = np.zeros(n, bool)
+    mask[held] = True
+    held, kept = np.flatnonzero(mask), np.flatnonzero(~mask)
 
     def pick(index):
         parts = [a[index] for a in xs]
         return parts if isinstance(x, list) else parts[0]
 
-    return pick(kept), y[kept], (pick(held), y[held])
+    how = "stratified, " if classes is not None else ""
+    split = f"{count} of {n} samples of data held out ({how}seed {seed})"
+    return pick(kept), y[kept], (pick(held), y[held]), split
 
 
 def _task(y, pred, task):

@@ -63,17 +63,14 @@ def layer_output_error(
 
 
 def evaluate(
-    model, student, chosen, rows, skipped, data, scores, tuning, tuned, log
+    model, chosen, skipped, data, built, log, search=None
 ) -> CompressionReport:
-    """The report of `compress`: the student's final score (`tuned`: it
-    was fine-tuned; a note when it is worse than its initialisation), the
-    final errors of the replaced layers, and the scores."""
-    batch_size = data.batch_size
-    scores["student_final"] = (
-        finetune.score(student, data.vx, data.vy, data.task, batch_size)
-        if tuned
-        else scores["student_init"]
-    )
+    """The report of `compress` on the student `built` (steps 2-4 made
+    it; a note when it is worse than its initialisation, or at chance
+    after it), the final errors of the replaced layers, and the scores;
+    `search` the size search's record (None: a fixed size)."""
+    student, rows, scores = built.student, built.rows, built.scores
+    tuning = dict(built.tuning)
     if finetune.better(
         data.task, scores["student_init"], scores["student_final"]
     ):
@@ -82,10 +79,11 @@ def evaluate(
             f"{data.evaluated_on}"
         )
         tuning["note"] = "; ".join(filter(None, [tuning.get("note"), extra]))
+    notes = [_at_chance(data, scores, search), _teacher_saw_it(data, scores)]
     for row, old in zip(rows, chosen):
         new = student.get_layer(old.name)
         row["error_final"] = layer_output_error(
-            model, student, old.name, data.vx, batch_size
+            model, student, old.name, data.vx, data.batch_size
         )
         row["weight_error_final"] = relative_error(new, old)
     metric = "accuracy" if data.task == "classification" else "loss"
@@ -104,4 +102,68 @@ def evaluate(
         params_before=model.count_params(),
         params_after=student.count_params(),
         fine_tuning=tuning,
+        search=search,
+        notes=[note for note in notes if note],
     )
+
+
+def chance_level(labels) -> float:
+    """The accuracy of always answering the most frequent class."""
+    labels = np.asarray(labels)
+    if labels.ndim > 1:
+        labels = np.argmax(labels, -1)
+    counts = np.unique(labels, return_counts=True)[1]
+    return float(counts.max() / counts.sum())
+
+
+def _teacher_saw_it(data, scores) -> str:
+    """A note when the teacher is perfect on validation data held out of
+    `data`: it most likely trained on them, and so did the layers the
+    student keeps."""
+    held_out = "held out" in data.evaluated_on
+    perfect = (
+        scores["teacher"] >= 1.0
+        if data.task == "classification"
+        else scores["teacher"] <= 0.0
+    )
+    if not (held_out and perfect):
+        return ""
+    return (
+        f"the teacher is perfect on the {data.evaluated_on.split(' (')[0]}:"
+        f" it most likely trained on them, as did the layers the student "
+        f"keeps, so the loss measured there understates the loss on new "
+        f"data; give validation_data the teacher has not seen"
+    )
+
+
+def _at_chance(data, scores, search) -> str:
+    """A note when the initialised student scores at chance while the
+    teacher does not, naming the largest ratio whose initialisation
+    stayed above it when the search tried several."""
+    if data.task != "classification":
+        return ""
+    chance = chance_level(data.vy)
+    if not (
+        scores["student_init"] <= chance + 0.05
+        and scores["teacher"] >= chance + 0.2
+    ):
+        return ""
+    note = (
+        f"after initialisation the student scores at chance "
+        f"({scores['student_init']:.4f}; the teacher "
+        f"{scores['teacher']:.4f}): the layers are compressed past what "
+        f"their initialisation represents, and fine-tuning had to rebuild "
+        f"them"
+    )
+    alive = [
+        t
+        for t in (search or {}).get("trials", [])
+        if t["score_init"] > chance + 0.05
+    ]
+    if alive:
+        best = min(alive, key=lambda t: t["params_after"])
+        note += (
+            f" (the smallest size tried whose initialisation kept more: "
+            f"bond {best['bond_dim']}, {best['params_after']} parameters)"
+        )
+    return note

@@ -19,13 +19,27 @@ class CompressionReport:
         metric: `"accuracy"` or `"loss"` (mean squared error).
         scores: the metric of `teacher`, `student_init` (after
             initialisation) and `student_final` (after fine-tuning).
-        evaluated_on: `"validation_data"` or `"data"`.
+        evaluated_on: the data every choice and score comes from:
+            `"validation_data"`, `"x_val/y_val of data"`, or the part of
+            `data` held out (e.g. `"360 of 1797 samples of data held out
+            (stratified, seed 0)"`).
         params_before: parameters of the whole input model.
         params_after: parameters of the whole compressed model.
         fine_tuning: what the fine-tuning did: `epochs_run`,
             `best_epoch` (0: the initialisation was kept), `diverged`
             (None, or why the run was stopped and rolled back) and
             `note` (a sentence, also printed by `table`).
+        search: None for a fixed size (`bond_dim`, `target_ratio`);
+            after a `max_loss` search: `max_loss`, `loss_of` (what it
+            counts), `budget`, `fine_tunes` (how many the search ran),
+            `sizes` (the bond dimensions it could try), `trials` (one
+            dict per size tried: `bond_dim`, `params_after`,
+            `score_init`, `score`, `loss`, `within`), `bond_dim` (the one
+            returned) and `met` (whether it is within `max_loss`).
+        notes: sentences on what the scores may not show (a student at
+            chance after its initialisation; a teacher that is perfect on
+            validation data held out of `data`, which it most likely
+            trained on).
 
     Example:
 
@@ -43,6 +57,8 @@ class CompressionReport:
         params_before: int,
         params_after: int,
         fine_tuning: dict | None = None,
+        search: dict | None = None,
+        notes: list | None = None,
     ):
         self.layers = list(layers)
         self.skipped = list(skipped)
@@ -52,6 +68,8 @@ class CompressionReport:
         self.params_before = int(params_before)
         self.params_after = int(params_after)
         self.fine_tuning = dict(fine_tuning or {})
+        self.search = None if search is None else dict(search)
+        self.notes = list(notes or [])
 
     @property
     def replaced_params_before(self) -> int:
@@ -70,7 +88,7 @@ class CompressionReport:
             A dict with keys `layers`, `skipped`, `metric`, `scores`,
             `evaluated_on`, `params_before`, `params_after`,
             `replaced_params_before`, `replaced_params_after`,
-            `fine_tuning`.
+            `fine_tuning`, `search`, `notes`.
 
         Example:
 
@@ -87,6 +105,8 @@ class CompressionReport:
             "replaced_params_before": self.replaced_params_before,
             "replaced_params_after": self.replaced_params_after,
             "fine_tuning": dict(self.fine_tuning),
+            "search": None if self.search is None else dict(self.search),
+            "notes": list(self.notes),
         }
 
     def table(self) -> str:
@@ -149,6 +169,7 @@ class CompressionReport:
             lines.append("left as they were:")
             for r in self.skipped:
                 lines.append(f"  {r['name']} ({r['type']}): {r['reason']}")
+        lines += self._search_lines()
         s = self.scores
         if self.fine_tuning.get("note"):
             lines.append(f"fine-tuning: {self.fine_tuning['note']}")
@@ -158,7 +179,33 @@ class CompressionReport:
             f"{_fmt(s.get('student_init'))}, after fine-tuning "
             f"{_fmt(s.get('student_final'))}"
         )
+        lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
+
+    def _search_lines(self) -> list:
+        """What the size search tried, a line per size."""
+        r = self.search
+        if r is None:
+            return []
+        verdict = (
+            f"bond {r['bond_dim']} is the smallest within it"
+            if r["met"]
+            else f"no size is within it: bond {r['bond_dim']} lost the least"
+        )
+        lines = [
+            f"size search: max_loss {r['max_loss']:g} ({r['loss_of']}) on "
+            f"{self.evaluated_on}; {len(r['trials'])} sizes tried, "
+            f"{r['fine_tunes']} fine-tunes (budget {r['budget']}), bonds "
+            f"{r['sizes'][0]}..{r['sizes'][-1]}; {verdict}"
+        ]
+        for t in r["trials"]:
+            lines.append(
+                f"  bond {t['bond_dim']}: {t['params_after']} parameters, "
+                f"{self.metric} after init {_fmt(t['score_init'])}, tuned "
+                f"{_fmt(t['score'])}, loss {_fmt(t['loss'])}"
+                f"{'' if t['within'] else ' (over)'}"
+            )
+        return lines
 
     def __str__(self):
         return self.table()

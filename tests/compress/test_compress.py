@@ -426,18 +426,21 @@ def test_regression_is_scored_by_loss():
     y = x.sum(1, keepdims=True)
     student, report = compress(
         model,
-        {"x": x, "y": y},
+        {"x": x[:24], "y": y[:24], "x_val": x[24:], "y_val": y[24:]},
+        bond_dim=2,
         min_params=0,
         reconstruction_steps=5,
         epochs=1,
         verbose=0,
     )
-    # the scores are the mean squared errors on the data, recomputed here
-    assert report.metric == "loss" and report.evaluated_on == "data"
+    # the scores are the mean squared errors on the validation arrays,
+    # recomputed here
+    assert report.metric == "loss"
+    assert report.evaluated_on == "x_val/y_val of data"
     for key, m in (("teacher", model), ("student_final", student)):
-        mse = float(np.mean((m.predict(x, verbose=0) - y) ** 2))
+        mse = float(np.mean((m.predict(x[24:], verbose=0) - y[24:]) ** 2))
         assert report.scores[key] == pytest.approx(mse, rel=1e-4), key
-    assert "loss on data" in report.table()
+    assert "loss on x_val/y_val of data" in report.table()
 
 
 class _Subclassed(keras.Model):
@@ -544,7 +547,7 @@ def test_cli_compress(files, capsys):
     argv = ["compress", files["model"], files["data"], files["out"]]
     assert main(argv + ["--bond-dim", "2", "--epochs", "1"]) == 0
     out = capsys.readouterr().out
-    assert "big" in out and "TNDense" in out and "validation_data" in out
+    assert "big" in out and "TNDense" in out and "x_val/y_val of data" in out
     loaded = keras.saving.load_model(files["out"])
     assert isinstance(loaded.get_layer("big"), TNDense)
 
@@ -572,7 +575,7 @@ def test_cli_compress(files, capsys):
                 "--ratio",
                 "5",
             ],
-            "either",
+            "at most one of",
         ),
     ],
 )
@@ -713,7 +716,11 @@ def test_fine_tuning_reports_on_validation_data():
     )
     tuning = report.fine_tuning
     assert tuning["diverged"] is None and tuning["epochs_run"] == 2
-    assert report.evaluated_on == "validation_data"
+    # 25% of each class held out
+    held = sum(round(0.25 * c) for c in np.bincount(y))
+    assert report.evaluated_on == (
+        f"{held} of 64 samples of data held out (stratified, seed 0)"
+    )
     # never worse than the start on the data the epoch was chosen on
     assert report.scores["student_final"] >= report.scores["student_init"]
 
@@ -764,6 +771,7 @@ def test_labels_shaped_n_by_1_work_as_in_fit(capsys):
         (x, y.reshape(-1, 1)),
         bond_dim=2,
         reconstruction_steps=20,
+        validation_data=(x, y.reshape(-1, 1)),
         epochs=1,
         verbose=1,
     )
@@ -798,7 +806,7 @@ def test_cli_compress_new_flags_and_flag_names(files, tmp_path, capsys):
     )
     assert code == 0
     out = capsys.readouterr().out
-    assert "init=reconstruction" in out and "validation_data" in out
+    assert "init=reconstruction" in out and "of data held out" in out
     os.remove(files["out"])
     assert main(argv + ["--ratio", "0.5"]) == 2
     err = capsys.readouterr().err
