@@ -242,8 +242,8 @@ def main(argv=None):
     tune_epochs = 2 if args.quick else 10
     start = time.time()
     defaults = part_defaults(seeds, teacher_epochs)
-    defaults += part_defaults(seeds, teacher_epochs, unseen=True)
     sweeps = [part_sweep(key, tune_epochs, 0.01) for key in ("mlp", "cnn")]
+    defaults += part_defaults(seeds, teacher_epochs, unseen=True)
     header = (
         f"Backend {keras.backend.backend()}, "
         f"{time.time() - start:.0f} s in all"

@@ -2,9 +2,14 @@
 
 After every epoch the student is scored on the validation data; the best
 weights seen (the initialisation counts as epoch 0) are kept and restored
-at the end. A diverging run (a non-finite loss or weights, or a training
-loss that blows up past `BLOW_UP` times its first epoch's) is stopped,
-reported and rolled back to the best weights.
+at the end. On a tie the later epoch is kept: validation data held out of
+the teacher's own training data often saturate (the teacher and the
+student both at 1.0 accuracy), and there the more distilled student does
+better on new data (benchmarks/compress_to_target.py: 0.44 instead of 1.6
+points below the teacher on one seed). A diverging run (a non-finite
+loss or weights, or a training loss that blows up past `BLOW_UP` times
+its first epoch's) is stopped, reported and rolled back to the best
+weights.
 """
 
 import math
@@ -107,7 +112,7 @@ class _Guard(keras.callbacks.Callback):
         value = score(
             self.student, self.val[0], self.val[1], self.task, self.batch_size
         )
-        if better(self.task, value, self.best):
+        if better(self.task, value, self.best) or value == self.best:
             self.best, self.best_epoch = value, epoch + 1
             self.best_weights = [np.array(w) for w in weights]
         if self.log:
