@@ -220,7 +220,6 @@ class _Built(NamedTuple):
     rows: list
     scores: dict
     tuning: dict
-    tuned: bool
 
 
 def _student(model, chosen, data, a: CompressArguments, sizes, log):
@@ -246,7 +245,7 @@ def _student(model, chosen, data, a: CompressArguments, sizes, log):
         if tuned
         else scores["student_init"]
     )
-    return _Built(student, rows, scores, tuning, tuned)
+    return _Built(student, rows, scores, tuning)
 
 
 def _search(model, chosen, data, a: CompressArguments, log) -> tuple:

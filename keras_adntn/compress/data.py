@@ -22,7 +22,7 @@ class _Data:
     vpred: np.ndarray  # and on `vx`
     task: str  # "classification" or "regression"
     evaluated_on: str  # which split: "validation_data", "x_val/y_val of
-    # data" or "20% of data held out (stratified, seed 0)"
+    # data" or "269 of 1347 samples of data held out (stratified, seed 0)"
     batch_size: int  # of the predictions
 
 
@@ -62,14 +62,15 @@ def predict_and_label(model, x, y, val, split, task, batch_size) -> _Data:
     """The teacher's predictions, the task (`"auto"` resolved) and the
     targets checked and shaped for it; `split` names the validation
     data."""
-    evaluated_on = split
     vx, vy = val
+    # errors name the argument the validation data came in
+    name = "validation_data" if split == "validation_data" else "data"
     pred = _predict("data", model, x, batch_size)
-    vpred = _predict(evaluated_on, model, vx, batch_size)
+    vpred = _predict(name, model, vx, batch_size)
     task = _task(_labels("data", y, pred, "auto"), pred, task)
     y = _labels("data", y, pred, task)
-    vy = _labels(evaluated_on, vy, vpred, task)
-    return _Data(x, y, vx, vy, pred, vpred, task, evaluated_on, batch_size)
+    vy = _labels(name, vy, vpred, task)
+    return _Data(x, y, vx, vy, pred, vpred, task, split, batch_size)
 
 
 def one_line(error) -> str:

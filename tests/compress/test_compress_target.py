@@ -42,7 +42,7 @@ def _fake_student(score_of_bond, made):
             "student_final": score_of_bond(bond),
         }
         rows = [{"params_after": 10 * bond}]
-        return api._Built(model, rows, scores, {"note": ""}, True)
+        return api._Built(model, rows, scores, {"note": ""})
 
     return fake
 
