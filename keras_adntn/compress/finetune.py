@@ -8,10 +8,11 @@ out of the teacher's own training data often saturate (the teacher and
 the student both at 1.0 accuracy), and there the more distilled student
 does better on new data (benchmarks/compress_to_target.py: 0.44 instead
 of 1.6 points below the teacher on one seed). A tie never replaces the
-initialisation, which has no training loss to compare. A diverging run (a non-finite
-loss or weights, or a training loss that blows up past `BLOW_UP` times
-its first epoch's) is stopped, reported and rolled back to the best
-weights.
+initialisation, which has no training loss to compare.
+
+A diverging run (a non-finite loss or weights, or a training loss that
+blows up past `BLOW_UP` times its first epoch's) is stopped, reported and
+rolled back to the best weights.
 """
 
 import math
