@@ -645,6 +645,7 @@ def test_diverging_fine_tuning_is_rolled_back_and_reported():
         bond_dim=2,
         reconstruction_steps=20,
         learning_rate=1e30,  # diverges at once
+        validation_data=(x, y),
         epochs=3,
         verbose=0,
     )
