@@ -14,8 +14,7 @@ import math
 import numpy as np
 
 from keras_adntn.compress.report import _fmt
-from keras_adntn.compress.select import MAX_BOND_SEARCH
-from keras_adntn.compress.select import replacement_params
+from keras_adntn.compress.select import growing_bonds
 
 # the search never tries a size that shrinks a layer less than this
 MIN_RATIO = 2.0
@@ -23,17 +22,14 @@ MIN_RATIO = 2.0
 
 def size_ladder(layers: list, network: str, budget: int) -> list:
     """The bond dimensions the search may try for `layers`, ascending."""
-    bonds, previous = [], None
-    for chi in range(1, MAX_BOND_SEARCH + 1):
-        params = [replacement_params(layer, network, chi) for layer in layers]
-        small = all(
-            layer.count_params() >= MIN_RATIO * p
+    bonds = []
+    for chi, params in growing_bonds(layers, network):
+        if any(
+            layer.count_params() < MIN_RATIO * p
             for layer, p in zip(layers, params)
-        )
-        if not small or params == previous:
-            break  # too big, or saturated: larger bonds change nothing
+        ):
+            break  # too big for one of the layers
         bonds.append(chi)
-        previous = params
     bonds = bonds or [1]
     limit = 2**budget - 1
     if len(bonds) > limit:

@@ -86,16 +86,29 @@ def _tn_params(shapes, extra, network, bond_dim):
     return total
 
 
+def growing_bonds(layers, network):
+    """`(bond dimension, [parameters of each layer's replacement])` from
+    bond 1 up, while a larger bond still adds parameters to some layer
+    (saturated: larger bonds change nothing)."""
+    shapes = [adapter_for(layer).generator_shapes(layer) for layer in layers]
+    previous = None
+    for chi in range(1, MAX_BOND_SEARCH + 1):
+        params = [_tn_params(s, extra, network, chi) for s, extra in shapes]
+        if params == previous:
+            return
+        yield chi, params
+        previous = params
+
+
 def bond_for_ratio(layer, network, ratio) -> tuple:
     """Largest bond dim whose replacement is >= `ratio` times smaller."""
     shapes, extra = adapter_for(layer).generator_shapes(layer)
     dense = layer.count_params()
-    best, previous = None, None
-    for chi in range(1, MAX_BOND_SEARCH + 1):
-        params = _tn_params(shapes, extra, network, chi)
-        if dense / params < ratio or params == previous:
-            break  # too big, or saturated: larger bonds change nothing
-        best, previous = chi, params
+    best = None
+    for chi, (params,) in growing_bonds([layer], network):
+        if dense / params < ratio:
+            break  # too big
+        best = chi
     if best is None:
         return 1, (
             f"target_ratio {ratio:g} not reachable (bond_dim=1 gives "
